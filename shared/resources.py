@@ -1,0 +1,147 @@
+"""The one definition of DocuChat's tables, queues, bucket and their names.
+
+The CDK stacks (stacks/) and the local runtime (local/) both build their resources from these specs, so
+key schemas, indexes and queue wiring are written down exactly once. This module imports nothing from
+AWS: the Lambda functions read the same names through shared.settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+PROJECT = "docuchat"
+
+
+@dataclass(frozen=True)
+class Attribute:
+    name: str
+    type: Literal["S", "N"] = "S"
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    name: str
+    partition_key: Attribute
+    sort_key: Attribute | None = None
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    id: str
+    env_var: str
+    partition_key: Attribute
+    sort_key: Attribute | None = None
+    indexes: tuple[IndexSpec, ...] = ()
+    ttl_attribute: str | None = None
+
+    def physical_name(self, stage: str) -> str:
+        return physical_name(stage, self.id)
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    id: str
+    env_var: str
+    consumer: str  # the function that polls it (a key of FUNCTIONS)
+    max_receive_count: int = 5
+    batch_size: int = 10
+
+    def physical_name(self, stage: str) -> str:
+        return physical_name(stage, self.id)
+
+    def dlq_physical_name(self, stage: str) -> str:
+        return physical_name(stage, f"{self.id}-dlq")
+
+
+@dataclass(frozen=True)
+class BucketSpec:
+    id: str
+    env_var: str
+    notify_queue: str  # id of the queue that receives object-created events
+    notify_prefix: str
+
+    def physical_name(self, stage: str, account: str) -> str:
+        # Bucket names are global, so the account keeps two deployments of one stage apart.
+        return physical_name(stage, f"{self.id}-{account}")
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    id: str
+    handler: str  # dotted path inside the code bundle
+    reads: tuple[str, ...] = ()  # table ids
+    writes: tuple[str, ...] = ()  # table ids (implies read)
+    sends_to: tuple[str, ...] = ()  # queue ids
+    bucket_access: Literal["none", "read", "read_write"] = "none"
+    sends_email: bool = False
+    invokes: tuple[str, ...] = ()  # function ids it may call synchronously
+
+
+def physical_name(stage: str, resource_id: str) -> str:
+    return f"{PROJECT}-{stage}-{resource_id}"
+
+
+PK = Attribute("pk")
+SK = Attribute("sk")
+
+# Every tenant item has pk == tenant id (invariant 4); sk says what the item is.
+TENANTS = TableSpec("tenants", "DOCUCHAT_TENANTS_TABLE", PK, SK)
+DOCUMENTS = TableSpec("documents", "DOCUCHAT_DOCUMENTS_TABLE", PK, SK)
+CONVERSATIONS = TableSpec("conversations", "DOCUCHAT_CONVERSATIONS_TABLE", PK, SK, ttl_attribute="expires_at")
+USAGE = TableSpec(
+    "usage",
+    "DOCUCHAT_USAGE_TABLE",
+    PK,
+    SK,
+    # Sparse: only daily counters carry `day`, so billing can find every tenant with usage on a day.
+    indexes=(IndexSpec("by_day", Attribute("day"), Attribute("pk")),),
+    ttl_attribute="expires_at",
+)
+BILLING = TableSpec("billing", "DOCUCHAT_BILLING_TABLE", PK, SK)
+
+TABLES: tuple[TableSpec, ...] = (TENANTS, DOCUMENTS, CONVERSATIONS, USAGE, BILLING)
+
+USAGE_QUEUE = QueueSpec("usage", "DOCUCHAT_USAGE_QUEUE_URL", consumer="metering", batch_size=25)
+INGESTION_QUEUE = QueueSpec("ingestion", "DOCUCHAT_INGESTION_QUEUE_URL", consumer="ingestion", batch_size=5)
+
+QUEUES: tuple[QueueSpec, ...] = (USAGE_QUEUE, INGESTION_QUEUE)
+
+DOCUMENTS_BUCKET = BucketSpec("documents", "DOCUCHAT_DOCUMENTS_BUCKET", notify_queue="ingestion", notify_prefix="tenants/")
+
+FUNCTIONS: dict[str, FunctionSpec] = {
+    spec.id: spec
+    for spec in (
+        FunctionSpec(
+            "chat",
+            handler="functions.chat.handler.handler",
+            reads=("usage", "billing"),
+            writes=("tenants", "documents", "conversations"),
+            sends_to=("usage",),
+            bucket_access="read_write",
+            invokes=("billing",),  # POST /v1/admin/billing/run runs the nightly job on demand
+        ),
+        FunctionSpec(
+            "ingestion",
+            handler="functions.ingestion.handler.handler",
+            writes=("documents",),
+            bucket_access="read",
+        ),
+        FunctionSpec("metering", handler="functions.metering.handler.handler", writes=("usage",)),
+        FunctionSpec(
+            "billing",
+            handler="functions.billing.handler.handler",
+            reads=("usage", "tenants"),
+            writes=("billing",),
+            sends_email=True,
+        ),
+    )
+}
+
+
+def table_by_id(table_id: str) -> TableSpec:
+    return next(t for t in TABLES if t.id == table_id)
+
+
+def queue_by_id(queue_id: str) -> QueueSpec:
+    return next(q for q in QUEUES if q.id == queue_id)

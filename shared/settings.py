@@ -1,0 +1,108 @@
+"""Runtime settings: read from the environment once, at cold start, validated, then passed in.
+
+Domain code never reads os.environ; it receives a Settings object. Names of tables, queues and the
+bucket default to the stage's names from shared.resources, the same ones CDK gives them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared import resources
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    stage: str = Field("local", validation_alias=_env("DOCUCHAT_STAGE"))
+    region: str = Field("us-east-1", validation_alias=_env("AWS_REGION", "AWS_DEFAULT_REGION"))
+    # Set only locally and in tests: where emulated AWS (moto) and DynamoDB Local listen.
+    aws_endpoint_url: str | None = Field(None, validation_alias=_env("DOCUCHAT_AWS_ENDPOINT_URL"))
+    dynamodb_endpoint_url: str | None = Field(None, validation_alias=_env("DOCUCHAT_DYNAMODB_ENDPOINT_URL"))
+
+    tenants_table: str = Field("", validation_alias=_env(resources.TENANTS.env_var))
+    documents_table: str = Field("", validation_alias=_env(resources.DOCUMENTS.env_var))
+    conversations_table: str = Field("", validation_alias=_env(resources.CONVERSATIONS.env_var))
+    usage_table: str = Field("", validation_alias=_env(resources.USAGE.env_var))
+    billing_table: str = Field("", validation_alias=_env(resources.BILLING.env_var))
+    usage_queue_url: str = Field("", validation_alias=_env(resources.USAGE_QUEUE.env_var))
+    documents_bucket: str = Field("", validation_alias=_env(resources.DOCUMENTS_BUCKET.env_var))
+    # How the admin API runs billing: the billing function's name in AWS; empty locally (in-process).
+    billing_function_name: str = Field("", validation_alias=_env("DOCUCHAT_BILLING_FUNCTION_NAME"))
+
+    # LLM: without a key the built-in extractive responder answers.
+    openai_api_key: SecretStr | None = Field(None, validation_alias=_env("OPENAI_API_KEY"))
+    openai_secret_arn: str | None = Field(None, validation_alias=_env("DOCUCHAT_OPENAI_SECRET_ARN"))
+    openai_base_url: str | None = Field(None, validation_alias=_env("OPENAI_BASE_URL"))
+    llm_model: str = Field("gpt-4o-mini", validation_alias=_env("LLM_MODEL"))
+    llm_timeout_seconds: float = Field(20.0, gt=0, validation_alias=_env("LLM_TIMEOUT_SECONDS"))
+    llm_max_retries: int = Field(2, ge=0, le=10, validation_alias=_env("LLM_MAX_RETRIES"))
+    llm_max_output_tokens: int = Field(512, gt=0, validation_alias=_env("LLM_MAX_TOKENS"))
+    llm_temperature: float = Field(0.2, ge=0, le=2, validation_alias=_env("LLM_TEMPERATURE"))
+
+    # Admin API key: plain locally (DOCUCHAT_ADMIN_KEY), from Secrets Manager in AWS.
+    admin_api_key: SecretStr | None = Field(None, validation_alias=_env("DOCUCHAT_ADMIN_KEY"))
+    admin_key_secret_arn: str | None = Field(None, validation_alias=_env("DOCUCHAT_ADMIN_KEY_SECRET_ARN"))
+
+    # Billing: Tomans per 1,000 tokens by model; "default" prices any model not listed.
+    prices: dict[str, int] = Field(default_factory=lambda: {"default": 20}, validation_alias=_env("DOCUCHAT_PRICES"))
+    billing_timezone: str = Field("Asia/Tehran", validation_alias=_env("DOCUCHAT_BILLING_TIMEZONE"))
+    mail_sender: str = Field("billing@docuchat.local", validation_alias=_env("DOCUCHAT_MAIL_SENDER"))
+    zibal_base_url: str = Field("https://gateway.zibal.ir", validation_alias=_env("DOCUCHAT_ZIBAL_BASE_URL"))
+    zibal_merchant: str = Field("zibal", validation_alias=_env("DOCUCHAT_ZIBAL_MERCHANT"))
+    zibal_timeout_seconds: float = Field(10.0, gt=0, validation_alias=_env("DOCUCHAT_ZIBAL_TIMEOUT_SECONDS"))
+    # Where Zibal sends the payer back: the public API's base URL.
+    public_base_url: str = Field("http://127.0.0.1:8000", validation_alias=_env("DOCUCHAT_PUBLIC_BASE_URL"))
+
+    # Limits on what a caller may send.
+    max_request_bytes: int = Field(2_000_000, gt=0, validation_alias=_env("DOCUCHAT_MAX_REQUEST_BYTES"))
+    max_message_chars: int = Field(8_000, gt=0, validation_alias=_env("DOCUCHAT_MAX_MESSAGE_CHARS"))
+    max_document_chars: int = Field(1_000_000, gt=0, validation_alias=_env("DOCUCHAT_MAX_DOCUMENT_CHARS"))
+    retrieval_top_k: int = Field(4, ge=1, le=20, validation_alias=_env("DOCUCHAT_RETRIEVAL_TOP_K"))
+    history_turns: int = Field(6, ge=0, le=50, validation_alias=_env("DOCUCHAT_HISTORY_TURNS"))
+    conversation_ttl_days: int = Field(30, gt=0, validation_alias=_env("DOCUCHAT_CONVERSATION_TTL_DAYS"))
+
+    @field_validator("prices")
+    @classmethod
+    def _has_default_price(cls, prices: dict[str, int]) -> dict[str, int]:
+        if "default" not in prices:
+            raise ValueError("DOCUCHAT_PRICES needs a 'default' entry")
+        return prices
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stage_resource_names(cls, data: Any) -> Any:
+        """Tables and queues not named explicitly get the stage's names, as CDK names them."""
+        if not isinstance(data, dict):
+            return data
+        stage = data.get("DOCUCHAT_STAGE") or data.get("stage") or "local"
+        for field_name, spec in (
+            ("tenants_table", resources.TENANTS),
+            ("documents_table", resources.DOCUMENTS),
+            ("conversations_table", resources.CONVERSATIONS),
+            ("usage_table", resources.USAGE),
+            ("billing_table", resources.BILLING),
+        ):
+            if not data.get(spec.env_var) and not data.get(field_name):
+                data[field_name] = spec.physical_name(stage)
+        return data
+
+    @property
+    def llm_enabled(self) -> bool:
+        return self.openai_api_key is not None and bool(self.openai_api_key.get_secret_value())
+
+    def with_secrets(self, openai_api_key: str | None, admin_api_key: str | None) -> Settings:
+        """A copy with secrets fetched at cold start filled in."""
+        updates: dict[str, Any] = {}
+        if openai_api_key:
+            updates["openai_api_key"] = SecretStr(openai_api_key)
+        if admin_api_key:
+            updates["admin_api_key"] = SecretStr(admin_api_key)
+        return self.model_copy(update=updates)

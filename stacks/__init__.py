@@ -1,0 +1,1 @@
+"""CDK stacks and constructs for DocuChat, one construct per capability."""

@@ -1,0 +1,104 @@
+"""Typed per-stage settings, read from cdk.json context (`-c stage=prod`).
+
+This module imports nothing from CDK, so the local runtime reads the same settings as a deployment.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CDK_JSON = PROJECT_ROOT / "cdk.json"
+
+
+class FunctionSizing(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    memory_mb: int = Field(ge=128, le=10240)
+    timeout_seconds: int = Field(ge=1, le=900)
+
+
+DEFAULT_SIZING = {
+    "chat": FunctionSizing(memory_mb=1024, timeout_seconds=29),
+    "ingestion": FunctionSizing(memory_mb=1024, timeout_seconds=120),
+    "metering": FunctionSizing(memory_mb=512, timeout_seconds=30),
+    "billing": FunctionSizing(memory_mb=512, timeout_seconds=300),
+}
+
+
+class StageConfig(BaseModel):
+    """Everything that differs between dev, staging and prod."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9-]{1,20}$")
+    account: str | None = None
+    region: str
+    log_level: str = "INFO"
+    log_retention_days: int = 30
+    retain_data: bool
+    point_in_time_recovery: bool
+    llm_model: str
+    prices_tomans_per_1k_tokens: dict[str, int]
+    billing_timezone: str
+    billing_hour: int = Field(ge=0, le=23)
+    billing_minute: int = Field(ge=0, le=59)
+    mail_sender: str
+    zibal_base_url: str
+    api_throttle_rate: int = Field(gt=0)
+    api_throttle_burst: int = Field(gt=0)
+    alarm_email: str | None = None
+    snap_start: bool = False
+    functions: dict[str, FunctionSizing] = Field(default_factory=lambda: dict(DEFAULT_SIZING))
+
+    @field_validator("prices_tomans_per_1k_tokens")
+    @classmethod
+    def _has_default_price(cls, prices: dict[str, int]) -> dict[str, int]:
+        if "default" not in prices:
+            raise ValueError("prices_tomans_per_1k_tokens needs a 'default' entry")
+        if any(price < 0 for price in prices.values()):
+            raise ValueError("prices cannot be negative")
+        return prices
+
+    @field_validator("functions")
+    @classmethod
+    def _fill_sizing(cls, sizing: dict[str, FunctionSizing]) -> dict[str, FunctionSizing]:
+        return {**DEFAULT_SIZING, **sizing}
+
+    @property
+    def billing_cron(self) -> str:
+        """EventBridge Scheduler cron, evaluated in billing_timezone."""
+        return f"cron({self.billing_minute} {self.billing_hour} * * ? *)"
+
+    def runtime_environment(self) -> dict[str, str]:
+        """Settings every function receives as environment variables (see shared.settings)."""
+        return {
+            "DOCUCHAT_STAGE": self.name,
+            "LLM_MODEL": self.llm_model,
+            "DOCUCHAT_PRICES": json.dumps(self.prices_tomans_per_1k_tokens, sort_keys=True),
+            "DOCUCHAT_BILLING_TIMEZONE": self.billing_timezone,
+            "DOCUCHAT_MAIL_SENDER": self.mail_sender,
+            "DOCUCHAT_ZIBAL_BASE_URL": self.zibal_base_url,
+            "POWERTOOLS_LOG_LEVEL": self.log_level,
+            "POWERTOOLS_METRICS_NAMESPACE": metrics_namespace(self.name),
+        }
+
+
+def metrics_namespace(stage: str) -> str:
+    return f"DocuChat/{stage}"
+
+
+class UnknownStageError(ValueError):
+    pass
+
+
+def load_stage(stage: str, context: dict[str, Any] | None = None) -> StageConfig:
+    """The settings of `stage` from the CDK context, or from cdk.json when run outside the CDK CLI."""
+    stages = (context or {}).get("stages") or json.loads(CDK_JSON.read_text())["context"]["stages"]
+    if stage not in stages:
+        raise UnknownStageError(f"unknown stage {stage!r}; cdk.json defines {sorted(stages)}")
+    return StageConfig(name=stage, **stages[stage])
