@@ -107,7 +107,9 @@ INGESTION_QUEUE = QueueSpec("ingestion", "DOCUCHAT_INGESTION_QUEUE_URL", consume
 
 QUEUES: tuple[QueueSpec, ...] = (USAGE_QUEUE, INGESTION_QUEUE)
 
-DOCUMENTS_BUCKET = BucketSpec("documents", "DOCUCHAT_DOCUMENTS_BUCKET", notify_queue="ingestion", notify_prefix="tenants/")
+DOCUMENTS_BUCKET = BucketSpec(
+    "documents", "DOCUCHAT_DOCUMENTS_BUCKET", notify_queue="ingestion", notify_prefix="tenants/"
+)
 
 FUNCTIONS: dict[str, FunctionSpec] = {
     spec.id: spec

@@ -56,7 +56,9 @@ class Settings(BaseSettings):
     billing_timezone: str = Field("Asia/Tehran", validation_alias=_env("DOCUCHAT_BILLING_TIMEZONE"))
     mail_sender: str = Field("billing@docuchat.local", validation_alias=_env("DOCUCHAT_MAIL_SENDER"))
     zibal_base_url: str = Field("https://gateway.zibal.ir", validation_alias=_env("DOCUCHAT_ZIBAL_BASE_URL"))
+    # "zibal" is Zibal's sandbox merchant; in AWS the real one comes from Secrets Manager.
     zibal_merchant: str = Field("zibal", validation_alias=_env("DOCUCHAT_ZIBAL_MERCHANT"))
+    zibal_merchant_secret_arn: str | None = Field(None, validation_alias=_env("DOCUCHAT_ZIBAL_MERCHANT_SECRET_ARN"))
     zibal_timeout_seconds: float = Field(10.0, gt=0, validation_alias=_env("DOCUCHAT_ZIBAL_TIMEOUT_SECONDS"))
     # Where Zibal sends the payer back: the public API's base URL.
     public_base_url: str = Field("http://127.0.0.1:8000", validation_alias=_env("DOCUCHAT_PUBLIC_BASE_URL"))

@@ -1,0 +1,54 @@
+"""The chat function's FastAPI app. Routes stay thin: parse, call a service in shared/, shape the reply."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+
+from functions.chat.errors import error_response, install_error_handlers
+from functions.chat.routes import admin, billing, chat, documents, health
+from shared.container import Container
+from shared.errors import PayloadTooLarge
+
+DESCRIPTION = """Multi-tenant document chat. Tenant calls send `Authorization: Bearer <api key>` (or `X-API-Key`);
+admin calls send the admin key the same way. Errors are `{"error": {"code", "message"}}`."""
+
+
+class BodySizeLimit:
+    """Rejects request bodies over the limit with 413, whether or not they declare a Content-Length."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared and declared.isdigit() and int(declared) > self.max_bytes:
+            response = error_response(413, "payload_too_large", f"the request body is over {self.max_bytes} bytes")
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def limited_receive() -> Any:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise PayloadTooLarge(f"the request body is over {self.max_bytes} bytes")
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+def create_app(container: Container) -> FastAPI:
+    app = FastAPI(title="DocuChat", version="1.0.0", description=DESCRIPTION)
+    app.state.container = container
+    install_error_handlers(app)
+    for module in (health, chat, documents, billing, admin):
+        app.include_router(module.router)
+    app.add_middleware(BodySizeLimit, max_bytes=container.settings.max_request_bytes)
+    return app

@@ -1,0 +1,63 @@
+"""FastAPI dependencies: the container, the caller's identity, the request id."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from shared.container import Container
+from shared.errors import NotFound
+from shared.models import ID_PATTERN, Principal
+
+_ID = re.compile(ID_PATTERN)
+
+
+def container(request: Request) -> Container:
+    return request.app.state.container  # type: ignore[no-any-return]
+
+
+def _presented_key(authorization: str | None, x_api_key: str | None) -> str | None:
+    if x_api_key:
+        return x_api_key.strip()
+    if authorization and authorization.lower().startswith("bearer "):
+        return authorization[7:].strip()
+    return None
+
+
+def principal(
+    services: Annotated[Container, Depends(container)],
+    authorization: Annotated[str | None, Header()] = None,
+    x_api_key: Annotated[str | None, Header()] = None,
+) -> Principal:
+    return services.authenticator.tenant(_presented_key(authorization, x_api_key))
+
+
+def admin(
+    services: Annotated[Container, Depends(container)],
+    authorization: Annotated[str | None, Header()] = None,
+    x_api_key: Annotated[str | None, Header()] = None,
+) -> None:
+    services.authenticator.admin(_presented_key(authorization, x_api_key))
+
+
+def request_id(request: Request, idempotency_key: Annotated[str | None, Header(max_length=128)] = None) -> str:
+    """The client's Idempotency-Key when given (a retry then repeats it), else API Gateway's request id."""
+    if idempotency_key:
+        return idempotency_key
+    event = request.scope.get("aws.event") or {}
+    return str(event.get("requestContext", {}).get("requestId") or uuid.uuid4())
+
+
+Services = Annotated[Container, Depends(container)]
+Caller = Annotated[Principal, Depends(principal)]
+RequestId = Annotated[str, Depends(request_id)]
+
+
+def known_id(value: str, what: str) -> str:
+    """A path id; one that cannot exist is simply not found (never a server error)."""
+    if not _ID.match(value):
+        raise NotFound(f"{what} {value} not found")
+    return value

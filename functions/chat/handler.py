@@ -1,0 +1,31 @@
+"""Chat function: API Gateway (HTTP API, payload 2.0) -> Mangum -> the FastAPI app."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from mangum import Mangum
+
+from functions.chat.app import create_app
+from shared.container import Container, load_settings
+from shared.observability import logger, metrics, tracer
+
+_asgi: Mangum | None = None
+
+
+def configure(container: Container) -> None:
+    """Build the app around `container` (tests and the local runtime pass their own)."""
+    global _asgi
+    _asgi = Mangum(create_app(container), lifespan="off")
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@metrics.log_metrics(capture_cold_start_metric=True)
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if _asgi is None:
+        configure(Container(load_settings()))
+    assert _asgi is not None
+    return _asgi(event, context)  # type: ignore[arg-type]

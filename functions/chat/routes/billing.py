@@ -1,0 +1,53 @@
+"""A tenant's usage and invoices."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from fastapi import APIRouter
+
+from functions.chat.deps import Caller, Services
+from functions.chat.schemas import InvoiceOut, UsageDay, UsageOut
+from shared.errors import InvalidInput, NotFound
+from shared.metering import billing_day
+
+router = APIRouter(prefix="/v1", tags=["usage and invoices"])
+MAX_USAGE_DAYS = 366
+
+
+@router.get("/usage", response_model=UsageOut)
+def usage(caller: Caller, services: Services, start: date | None = None, end: date | None = None) -> UsageOut:
+    """Tokens per billing day and model, from `start` to `end` inclusive (default: the last 30 days)."""
+    end = end or billing_day(services.clock(), services.settings.billing_timezone)
+    start = start or end - timedelta(days=29)
+    if start > end:
+        raise InvalidInput("start must not be after end")
+    if (end - start).days >= MAX_USAGE_DAYS:
+        raise InvalidInput(f"a usage query spans at most {MAX_USAGE_DAYS} days")
+    counters = services.usage.counters_for_tenant(caller.tenant_id, start, end)
+    days = [
+        UsageDay(
+            day=c.day,
+            model=c.model,
+            input_tokens=c.input_tokens,
+            output_tokens=c.output_tokens,
+            total_tokens=c.total_tokens,
+            events=c.events,
+        )
+        for c in counters
+    ]
+    return UsageOut(start=start, end=end, days=days, total_tokens=sum(d.total_tokens for d in days))
+
+
+@router.get("/invoices")
+def list_invoices(caller: Caller, services: Services) -> dict[str, list[InvoiceOut]]:
+    return {"invoices": [InvoiceOut.of(i) for i in services.billing.list_invoices(caller.tenant_id)]}
+
+
+@router.get("/invoices/{invoice_id}", response_model=InvoiceOut)
+def get_invoice(invoice_id: str, caller: Caller, services: Services) -> InvoiceOut:
+    # Invoice ids start with the tenant's id, and lookups are scoped to the caller's tenant anyway.
+    invoice = services.billing.get_invoice(caller.tenant_id, invoice_id) if len(invoice_id) <= 80 else None
+    if invoice is None:
+        raise NotFound(f"invoice {invoice_id} not found")
+    return InvoiceOut.of(invoice)

@@ -1,0 +1,60 @@
+"""Chat and conversations."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from functions.chat.deps import Caller, RequestId, Services, known_id
+from functions.chat.schemas import ChatRequest, ChatResponse, ConversationOut, MessageOut, TokenUsage
+from shared.errors import NotFound
+from shared.models import Conversation
+
+router = APIRouter(prefix="/v1", tags=["chat"])
+
+
+@router.post("/chat", response_model=ChatResponse)
+def chat(body: ChatRequest, caller: Caller, services: Services, request_id: RequestId) -> ChatResponse:
+    result = services.chat.chat(caller, request_id, body.message, body.conversation_id, body.use_documents)
+    return ChatResponse(
+        conversation_id=result.conversation_id,
+        answer=result.answer,
+        citations=list(result.citations),
+        usage=TokenUsage(
+            input_tokens=result.input_tokens,
+            output_tokens=result.output_tokens,
+            total_tokens=result.input_tokens + result.output_tokens,
+        ),
+        model=result.model,
+        route=result.route,
+    )
+
+
+def _out(conversation: Conversation, with_messages: bool) -> ConversationOut:
+    messages = [MessageOut(**m.model_dump()) for m in conversation.messages] if with_messages else None
+    return ConversationOut(
+        conversation_id=conversation.conversation_id,
+        title=conversation.title,
+        created_at=conversation.created_at,
+        updated_at=conversation.updated_at,
+        messages=messages,
+    )
+
+
+@router.get("/conversations")
+def list_conversations(caller: Caller, services: Services) -> dict[str, list[ConversationOut]]:
+    return {"conversations": [_out(c, False) for c in services.conversations.list(caller.tenant_id)]}
+
+
+@router.get("/conversations/{conversation_id}", response_model=ConversationOut)
+def get_conversation(conversation_id: str, caller: Caller, services: Services) -> ConversationOut:
+    conversation = services.conversations.get(caller.tenant_id, known_id(conversation_id, "conversation"))
+    if conversation is None:
+        raise NotFound(f"conversation {conversation_id} not found")
+    return _out(conversation, True)
+
+
+@router.delete("/conversations/{conversation_id}", status_code=204)
+def delete_conversation(conversation_id: str, caller: Caller, services: Services) -> Response:
+    if not services.conversations.delete(caller.tenant_id, known_id(conversation_id, "conversation")):
+        raise NotFound(f"conversation {conversation_id} not found")
+    return Response(status_code=204)

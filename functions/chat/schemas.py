@@ -1,0 +1,140 @@
+"""HTTP request and response bodies of the chat function's API (v1)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.models import BillingRun, Citation, Document, Invoice, Tenant, TenantStatus
+
+ID = r"^[a-z][0-9a-f]{8,32}$"
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ChatRequest(Body):
+    # The precise limit is a setting (DOCUCHAT_MAX_MESSAGE_CHARS); this bound only stops absurd bodies early.
+    message: str = Field(min_length=1, max_length=200_000)
+    conversation_id: str | None = Field(None, pattern=ID)
+    use_documents: bool = True
+
+
+class TokenUsage(BaseModel):
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+
+
+class ChatResponse(BaseModel):
+    conversation_id: str
+    answer: str
+    citations: list[Citation]
+    usage: TokenUsage
+    model: str
+    route: str
+
+
+class MessageOut(BaseModel):
+    role: str
+    content: str
+    created_at: datetime
+
+
+class ConversationOut(BaseModel):
+    conversation_id: str
+    title: str
+    created_at: datetime
+    updated_at: datetime
+    messages: list[MessageOut] | None = None
+
+
+class DocumentCreate(Body):
+    title: str = Field(min_length=1, max_length=200)
+    text: str = Field(min_length=1)
+    content_type: str = "text/plain"
+
+
+class DocumentOut(BaseModel):
+    document_id: str
+    title: str
+    content_type: str
+    status: str
+    reason: str | None
+    size_bytes: int
+    chunk_count: int
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, document: Document) -> DocumentOut:
+        return cls.model_validate(document.model_dump())
+
+
+class UsageDay(BaseModel):
+    day: date
+    model: str
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    events: int
+
+
+class UsageOut(BaseModel):
+    start: date
+    end: date
+    days: list[UsageDay]
+    total_tokens: int
+
+
+class InvoiceOut(BaseModel):
+    invoice: Invoice
+    amount_rials: int
+
+    @classmethod
+    def of(cls, invoice: Invoice) -> InvoiceOut:
+        return cls(invoice=invoice, amount_rials=invoice.amount_rials)
+
+
+class TenantCreate(Body):
+    name: str = Field(min_length=1, max_length=200)
+    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)
+
+
+class TenantUpdate(Body):
+    name: str | None = Field(None, min_length=1, max_length=200)
+    email: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)
+    status: TenantStatus | None = None
+
+
+class TenantOut(BaseModel):
+    tenant: Tenant
+
+
+class KeyCreate(Body):
+    name: str = Field("", max_length=100)
+
+
+class KeyCreated(BaseModel):
+    key_id: str
+    prefix: str
+    api_key: str = Field(description="The key itself. It is shown only this once; DocuChat keeps only its hash.")
+    created_at: datetime
+
+
+class KeyOut(BaseModel):
+    key_id: str
+    prefix: str
+    name: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class BillingRunRequest(Body):
+    date: date
+
+
+class BillingRunsOut(BaseModel):
+    runs: list[BillingRun]

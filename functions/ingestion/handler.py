@@ -1,0 +1,49 @@
+"""Ingestion function: S3 object-created notifications, delivered through SQS, in partial batches."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import unquote_plus
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from shared.container import Container, load_settings
+from shared.observability import logger, metrics, tracer
+
+processor = BatchProcessor(event_type=EventType.SQS)
+_container: Container | None = None
+
+
+def configure(container: Container) -> None:
+    global _container
+    _container = container
+
+
+def _services() -> Container:
+    if _container is None:
+        configure(Container(load_settings()))
+    assert _container is not None
+    return _container
+
+
+def object_keys(body: str) -> list[str]:
+    """The object keys an S3 notification names; none for S3's test event."""
+    notification = json.loads(body)
+    return [unquote_plus(r["s3"]["object"]["key"]) for r in notification.get("Records", []) if "s3" in r]
+
+
+@tracer.capture_method
+def record_handler(record: SQSRecord) -> None:
+    for key in object_keys(record.body):
+        outcome = _services().document_service.ingest(key)
+        logger.info("ingested", extra={"key": key, "outcome": outcome.value})
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

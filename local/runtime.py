@@ -1,0 +1,194 @@
+"""The whole of DocuChat on one machine: embedded AWS, the chat API, queue workers and the schedule.
+
+Everything calls the real handlers. Only what Lambda and AWS provide is played locally: moto's server
+stands in for AWS, threads poll the queues like event source mappings, and a timer plays the scheduler.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shared import resources
+from stacks.stage_config import StageConfig, load_stage
+
+LOCAL_STAGE = "local"
+SAVE_EVERY_SECONDS = 30
+
+
+@dataclass
+class LocalOptions:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    admin_key: str = field(default_factory=lambda: "dca_" + secrets.token_urlsafe(24))
+    data_dir: Path | None = None
+    zibal_base_url: str | None = None  # None: start the local fake Zibal gateway
+    base_stage: str = "dev"  # whose settings (prices, schedule, model) the local system uses
+
+    @classmethod
+    def from_environment(cls) -> LocalOptions:
+        options = cls(port=int(os.environ.get("PORT", "8000")))
+        if os.environ.get("DOCUCHAT_ADMIN_KEY"):
+            options.admin_key = os.environ["DOCUCHAT_ADMIN_KEY"]
+        if os.environ.get("DOCUCHAT_DATA_DIR"):
+            options.data_dir = Path(os.environ["DOCUCHAT_DATA_DIR"]).expanduser().resolve()
+        options.zibal_base_url = os.environ.get("DOCUCHAT_ZIBAL_BASE_URL") or None
+        return options
+
+
+class LocalSystem:
+    def __init__(self, options: LocalOptions) -> None:
+        self.options = options
+        self.config: StageConfig = load_stage(options.base_stage).model_copy(update={"name": LOCAL_STAGE})
+        self.env: dict[str, str] = {}
+        self._threads: list[Any] = []
+        self._stoppers: list[Any] = []
+        self._state: Any = None
+        self._stop_saving = threading.Event()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.options.host}:{self.options.port}"
+
+    def start(self) -> None:
+        """Start embedded AWS and the workers; afterwards `app` serves the chat API."""
+        from moto.server import ThreadedMotoServer
+
+        moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        moto.start()
+        self._stoppers.append(moto.stop)
+        host, port = moto.get_host_and_port()
+        self._set_environment(f"http://{host}:{port}")
+
+        from local.bootstrap import create_all
+        from shared.data.aws import AwsClients
+        from shared.settings import Settings
+
+        clients = AwsClients(Settings())
+        restore = None
+        if self.options.data_dir:
+            from local.state import LocalState
+
+            self._state = LocalState(self.options.data_dir, clients)
+            restore = self._state.restore
+        self.env = create_all(clients, self.config, self.config.mail_sender, before_notifications=restore)
+        os.environ.update(self.env)
+        self._start_workers()
+
+    def _set_environment(self, aws_endpoint: str) -> None:
+        zibal_url = self.options.zibal_base_url
+        if zibal_url is None:
+            from local.fake_zibal import FakeZibal
+
+            zibal = FakeZibal()
+            zibal.start()
+            self._stoppers.append(zibal.stop)
+            zibal_url = zibal.base_url
+        os.environ.update(self.config.runtime_environment())
+        os.environ.update(
+            {
+                "AWS_ACCESS_KEY_ID": "local",
+                "AWS_SECRET_ACCESS_KEY": "local",
+                "AWS_DEFAULT_REGION": "us-east-1",
+                "AWS_REGION": "us-east-1",
+                "DOCUCHAT_AWS_ENDPOINT_URL": aws_endpoint,
+                "DOCUCHAT_ADMIN_KEY": self.options.admin_key,
+                "DOCUCHAT_PUBLIC_BASE_URL": self.url,
+                "DOCUCHAT_ZIBAL_BASE_URL": zibal_url,
+                "POWERTOOLS_TRACE_DISABLED": "true",
+                "POWERTOOLS_METRICS_DISABLED": "true",
+                "POWERTOOLS_SERVICE_NAME": "docuchat-local",
+            }
+        )
+
+    def _start_workers(self) -> None:
+        from functions.billing import handler as billing
+        from functions.ingestion import handler as ingestion
+        from functions.metering import handler as metering
+        from local.workers import NightlySchedule, QueuePoller
+        from shared.container import Container, load_settings
+
+        self.container = Container(load_settings())
+        for module in (billing, ingestion, metering):
+            module.configure(self.container)
+        handlers = {"ingestion": ingestion.handler, "metering": metering.handler}
+        for spec in resources.QUEUES:
+            poller = QueuePoller(
+                self.container.aws.sqs, self.env[spec.env_var], handlers[spec.consumer], spec.consumer, spec.batch_size
+            )
+            self._threads.append(poller)
+        self.schedule = NightlySchedule(
+            billing.handler,
+            self.config.billing_hour,
+            self.config.billing_minute,
+            self.config.billing_timezone,
+            self.container.clock,
+        )
+        self._threads.append(self.schedule)
+        if self._state:
+            self._threads.append(threading.Thread(target=self._save_periodically, name="state-saver", daemon=True))
+        for thread in self._threads:
+            thread.start()
+
+    def _save_periodically(self) -> None:
+        while not self._stop_saving.wait(SAVE_EVERY_SECONDS):
+            self._state.save(self.env)
+
+    def app(self) -> Any:
+        from functions.chat.app import create_app
+
+        return create_app(self.container)
+
+    def stop(self) -> None:
+        self._stop_saving.set()
+        for thread in self._threads:
+            if hasattr(thread, "stop"):
+                thread.stop()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        if self._state:
+            self._state.save(self.env, include_queues=True)
+        for stop in reversed(self._stoppers):
+            stop()
+
+
+def banner(system: LocalSystem) -> str:
+    llm = "OpenAI" if os.environ.get("OPENAI_API_KEY") else "built-in extractive responder (no OPENAI_API_KEY)"
+    state = f"saved in {system.options.data_dir}" if system.options.data_dir else "in memory (set DOCUCHAT_DATA_DIR to keep it)"
+    return "\n".join(
+        [
+            "",
+            "DocuChat is running locally.",
+            f"  API:        {system.url}",
+            f"  API docs:   {system.url}/docs",
+            f"  Admin key:  {system.options.admin_key}",
+            f"  Answers:    {llm}",
+            f"  Payments:   Zibal at {os.environ['DOCUCHAT_ZIBAL_BASE_URL']}",
+            f"  Billing:    nightly at {system.config.billing_hour:02d}:{system.config.billing_minute:02d} "
+            f"{system.config.billing_timezone} (next {system.schedule.next_fire:%Y-%m-%d %H:%M})",
+            f"  State:      {state}",
+            "Press Ctrl-C to stop.",
+            "",
+        ]
+    )
+
+
+def main() -> None:
+    import uvicorn
+
+    options = LocalOptions.from_environment()
+    system = LocalSystem(options)
+    print(f"Starting DocuChat locally on {system.url} ...", flush=True)
+    system.start()
+    server = uvicorn.Server(uvicorn.Config(system.app(), host=options.host, port=options.port, log_level="warning"))
+    print(banner(system), flush=True)
+    try:
+        server.run()  # returns on Ctrl-C / SIGTERM
+    finally:
+        print("Stopping DocuChat ...", flush=True)
+        system.stop()
+        print("Stopped.", flush=True)

@@ -1,0 +1,108 @@
+"""Queue pollers and the billing schedule: the parts of Lambda's event plumbing the local runtime plays."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from local.lambda_runtime import LocalLambdaContext, scheduled_billing_event, sqs_event
+from shared.observability import logger
+
+Handler = Callable[[dict[str, Any], Any], Any]
+# Locally a failed message comes back after this many seconds instead of the deployed visibility timeout.
+LOCAL_RETRY_SECONDS = 5
+
+
+class QueuePoller(threading.Thread):
+    """Long-polls a queue and calls a handler with real SQS event shapes, honouring batchItemFailures."""
+
+    def __init__(self, sqs: Any, queue_url: str, handler: Handler, function_name: str, batch_size: int) -> None:
+        super().__init__(name=f"poll-{function_name}", daemon=True)
+        self._sqs = sqs
+        self._queue_url = queue_url
+        self._handler = handler
+        self._function_name = function_name
+        self._batch_size = min(batch_size, 10)  # ReceiveMessage returns at most 10
+        self._stop = threading.Event()
+        self._arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.poll_once(wait_seconds=1)
+            except Exception:
+                logger.exception("poller failed; retrying", extra={"function": self._function_name})
+                self._stop.wait(1)
+
+    def poll_once(self, wait_seconds: int = 0) -> int:
+        """One receive-invoke-delete round; returns how many messages were handled successfully."""
+        messages = self._sqs.receive_message(
+            QueueUrl=self._queue_url,
+            MaxNumberOfMessages=self._batch_size,
+            WaitTimeSeconds=wait_seconds,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+        if not messages:
+            return 0
+        try:
+            response = self._handler(sqs_event(messages, self._arn), LocalLambdaContext(self._function_name)) or {}
+            failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
+        except Exception:
+            logger.exception("handler raised: the whole batch will be retried", extra={"function": self._function_name})
+            failed = {m["MessageId"] for m in messages}
+        for message in messages:
+            if message["MessageId"] in failed:
+                self._sqs.change_message_visibility(
+                    QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=LOCAL_RETRY_SECONDS
+                )
+            else:
+                self._sqs.delete_message(QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return len(messages) - len(failed)
+
+
+def next_run(now: datetime, hour: int, minute: int, timezone: str) -> datetime:
+    """The next moment the nightly schedule fires: hour:minute in the billing time zone."""
+    local_now = now.astimezone(ZoneInfo(timezone))
+    candidate = local_now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    if candidate <= local_now:
+        candidate += timedelta(days=1)
+    return candidate
+
+
+class NightlySchedule(threading.Thread):
+    """Emulates the EventBridge Scheduler rule that starts billing every night."""
+
+    def __init__(
+        self, handler: Handler, hour: int, minute: int, timezone: str, clock: Callable[[], datetime]
+    ) -> None:
+        super().__init__(name="billing-schedule", daemon=True)
+        self._handler = handler
+        self._hour, self._minute, self._timezone = hour, minute, timezone
+        self._clock = clock
+        self._stop = threading.Event()
+        self.next_fire = next_run(clock(), hour, minute, timezone)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            if self._clock() >= self.next_fire:
+                self.fire()
+                self.next_fire = next_run(self._clock(), self._hour, self._minute, self._timezone)
+            self._stop.wait(min(30.0, max(0.5, (self.next_fire - self._clock()).total_seconds())))
+
+    def fire(self) -> Any:
+        logger.info("nightly billing schedule fired")
+        try:
+            return self._handler(scheduled_billing_event(), LocalLambdaContext("billing", timeout_seconds=300))
+        except Exception:
+            logger.exception("scheduled billing run failed (the deployed scheduler would retry)")
+            return None

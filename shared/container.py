@@ -1,0 +1,123 @@
+"""The composition root: builds each function's services from settings, lazily and once per process."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, datetime
+from functools import cached_property
+from typing import Any
+
+from shared.auth import Authenticator
+from shared.billing import BillingService, PriceTable
+from shared.chat import ChatService
+from shared.data.aws import AwsClients
+from shared.data.billing import BillingRepository
+from shared.data.blobs import BlobStore
+from shared.data.conversations import ConversationRepository
+from shared.data.documents import DocumentRepository
+from shared.data.messaging import LambdaBillingRunner, Mailer, SecretReader, UsageQueue
+from shared.data.tenants import TenantRepository
+from shared.data.usage import UsageRepository
+from shared.data.zibal import ZibalGateway
+from shared.documents import DocumentService
+from shared.ids import utc_now
+from shared.llm import build_responder
+from shared.metering import MeteringService
+from shared.settings import Settings
+
+CALLBACK_PATH = "/v1/payments/zibal/callback"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment, with secrets from Secrets Manager when their ARNs are set."""
+    settings = Settings(**overrides)
+    arns = (settings.openai_secret_arn, settings.admin_key_secret_arn, settings.zibal_merchant_secret_arn)
+    if not any(arns):
+        return settings
+    reader = SecretReader(AwsClients(settings).secrets)
+    openai_key, admin_key, merchant = (reader.read(arn) if arn else None for arn in arns)
+    settings = settings.with_secrets(openai_api_key=openai_key, admin_api_key=admin_key)
+    return settings.model_copy(update={"zibal_merchant": merchant}) if merchant else settings
+
+
+class Container:
+    def __init__(self, settings: Settings, clock: Callable[[], datetime] = utc_now) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.aws = AwsClients(settings)
+
+    # Repositories and adapters
+    @cached_property
+    def tenants(self) -> TenantRepository:
+        return TenantRepository(self.aws.dynamodb, self.settings.tenants_table)
+
+    @cached_property
+    def documents(self) -> DocumentRepository:
+        return DocumentRepository(self.aws.dynamodb, self.settings.documents_table)
+
+    @cached_property
+    def conversations(self) -> ConversationRepository:
+        return ConversationRepository(self.aws.dynamodb, self.settings.conversations_table)
+
+    @cached_property
+    def usage(self) -> UsageRepository:
+        return UsageRepository(self.aws.dynamodb, self.settings.usage_table)
+
+    @cached_property
+    def billing(self) -> BillingRepository:
+        return BillingRepository(self.aws.dynamodb, self.settings.billing_table)
+
+    @cached_property
+    def usage_queue(self) -> UsageQueue:
+        return UsageQueue(self.aws.sqs, self.settings.usage_queue_url)
+
+    @cached_property
+    def blobs(self) -> BlobStore:
+        return BlobStore(self.aws.s3, self.settings.documents_bucket)
+
+    # Services
+    @cached_property
+    def authenticator(self) -> Authenticator:
+        admin_key = self.settings.admin_api_key.get_secret_value() if self.settings.admin_api_key else None
+        return Authenticator(self.tenants, admin_key)
+
+    @cached_property
+    def chat(self) -> ChatService:
+        return ChatService(
+            self.settings,
+            self.documents,
+            self.conversations,
+            self.usage_queue,
+            build_responder(self.settings),
+            self.clock,
+        )
+
+    @cached_property
+    def document_service(self) -> DocumentService:
+        return DocumentService(self.settings, self.documents, self.blobs, self.clock)
+
+    @cached_property
+    def metering(self) -> MeteringService:
+        return MeteringService(self.usage, self.settings.billing_timezone)
+
+    @cached_property
+    def billing_service(self) -> BillingService:
+        return BillingService(
+            usage=self.usage,
+            tenants=self.tenants,
+            billing=self.billing,
+            prices=PriceTable(self.settings.prices),
+            gateway=ZibalGateway(
+                self.settings.zibal_base_url, self.settings.zibal_merchant, self.settings.zibal_timeout_seconds
+            ),
+            mailer=Mailer(self.aws.ses, self.settings.mail_sender),
+            callback_url=self.settings.public_base_url.rstrip("/") + CALLBACK_PATH,
+            clock=self.clock,
+        )
+
+    def run_billing(self, period: date) -> dict[str, Any]:
+        """The admin API's on-demand run: the billing function in AWS, in-process locally."""
+        payload = {"source": "docuchat.admin", "date": period.isoformat()}
+        if self.settings.billing_function_name:
+            return LambdaBillingRunner(self.aws.lambda_, self.settings.billing_function_name).run(payload)
+        return self.billing_service.close_day(period, trigger="admin").model_dump(mode="json")

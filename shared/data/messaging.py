@@ -1,0 +1,67 @@
+"""Outbound messages: usage events to SQS, invoice emails through SES, secrets, invoking billing."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from shared.models import UsageEvent
+
+
+class UsageQueue:
+    def __init__(self, sqs: Any, queue_url: str) -> None:
+        self._sqs = sqs
+        self._queue_url = queue_url
+
+    def send(self, event: UsageEvent) -> None:
+        self._sqs.send_message(
+            QueueUrl=self._queue_url,
+            MessageBody=event.model_dump_json(),
+            MessageAttributes={"kind": {"DataType": "String", "StringValue": event.kind.value}},
+        )
+
+    def check(self) -> None:
+        """Raises when the queue is unreachable (readiness probe)."""
+        self._sqs.get_queue_attributes(QueueUrl=self._queue_url, AttributeNames=["QueueArn"])
+
+
+class Mailer:
+    def __init__(self, ses: Any, sender: str) -> None:
+        self._ses = ses
+        self._sender = sender
+
+    def send(self, to: str, subject: str, body: str) -> str:
+        response = self._ses.send_email(
+            Source=self._sender,
+            Destination={"ToAddresses": [to]},
+            Message={
+                "Subject": {"Data": subject, "Charset": "UTF-8"},
+                "Body": {"Text": {"Data": body, "Charset": "UTF-8"}},
+            },
+        )
+        return str(response["MessageId"])
+
+
+class SecretReader:
+    def __init__(self, secrets: Any) -> None:
+        self._secrets = secrets
+
+    def read(self, secret_id: str) -> str:
+        return str(self._secrets.get_secret_value(SecretId=secret_id)["SecretString"])
+
+
+class LambdaBillingRunner:
+    """Runs the billing function synchronously (the admin API's on-demand run)."""
+
+    def __init__(self, lambda_client: Any, function_name: str) -> None:
+        self._lambda = lambda_client
+        self._function_name = function_name
+
+    def run(self, payload: dict[str, Any]) -> dict[str, Any]:
+        response = self._lambda.invoke(
+            FunctionName=self._function_name, InvocationType="RequestResponse", Payload=json.dumps(payload).encode()
+        )
+        result: dict[str, Any] = json.loads(response["Payload"].read() or b"{}")
+        if response.get("FunctionError"):
+            raise RuntimeError(f"billing function failed: {result.get('errorMessage', result)}")
+        return result

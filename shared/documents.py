@@ -1,0 +1,120 @@
+"""Documents: accept a tenant's text, then (in the ingestion function) chunk it and mark it ready or failed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from enum import StrEnum
+
+from shared.chunking import chunk_text
+from shared.data.blobs import BlobStore, parse_source_key, source_key
+from shared.data.documents import DocumentRepository
+from shared.errors import InvalidInput, NotFound, PayloadTooLarge
+from shared.ids import new_id
+from shared.models import Chunk, Document, DocumentStatus, Principal
+from shared.observability import DOCUMENTS_FAILED, DOCUMENTS_INGESTED, logger, metrics
+from shared.settings import Settings
+
+INLINE_CONTENT_TYPES = ("text/plain", "text/markdown")
+MAX_TITLE_CHARS = 200
+
+
+class IngestOutcome(StrEnum):
+    READY = "ready"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # not a key the service knows, or no such document: acknowledged, never retried
+
+
+class DocumentService:
+    def __init__(
+        self, settings: Settings, documents: DocumentRepository, blobs: BlobStore, clock: Callable[[], datetime]
+    ) -> None:
+        self._settings = settings
+        self._documents = documents
+        self._blobs = blobs
+        self._clock = clock
+
+    def create_inline(self, principal: Principal, title: str, text: str, content_type: str) -> Document:
+        title = title.strip()
+        if not title or len(title) > MAX_TITLE_CHARS:
+            raise InvalidInput(f"title must be 1 to {MAX_TITLE_CHARS} characters")
+        if content_type not in INLINE_CONTENT_TYPES:
+            raise InvalidInput(f"content_type must be one of {', '.join(INLINE_CONTENT_TYPES)}")
+        if not text.strip():
+            raise InvalidInput("text must not be empty")
+        if len(text) > self._settings.max_document_chars:
+            raise PayloadTooLarge(f"text is longer than {self._settings.max_document_chars} characters")
+        now = self._clock()
+        document_id = new_id("d")
+        body = text.encode("utf-8")
+        document = Document(
+            tenant_id=principal.tenant_id,
+            document_id=document_id,
+            title=title,
+            content_type=content_type,
+            source_key=source_key(principal.tenant_id, document_id),
+            size_bytes=len(body),
+            created_at=now,
+            updated_at=now,
+        )
+        # The record first: the S3 event that follows the upload must find it.
+        self._documents.put(document)
+        self._blobs.put(document.source_key, body, content_type)
+        return document
+
+    def get(self, principal: Principal, document_id: str) -> Document:
+        document = self._documents.get(principal.tenant_id, document_id)
+        if document is None:
+            raise NotFound(f"document {document_id} not found")
+        return document
+
+    def list(self, principal: Principal) -> list[Document]:
+        return self._documents.list(principal.tenant_id)
+
+    def ingest(self, key: str) -> IngestOutcome:
+        """Chunk and store the source at `key`. Unknown keys are skipped; bad content fails the document."""
+        parsed = parse_source_key(key)
+        if parsed is None:
+            logger.info("skipping an object the service does not know", extra={"key": key})
+            return IngestOutcome.SKIPPED
+        tenant_id, document_id = parsed
+        document = self._documents.get(tenant_id, document_id)
+        if document is None:
+            logger.warning("skipping a source with no document record", extra={"key": key})
+            return IngestOutcome.SKIPPED
+        self._documents.set_status(tenant_id, document_id, DocumentStatus.PROCESSING, self._clock())
+        try:
+            text = self._read_text(key)
+        except InvalidInput as error:
+            return self._fail(document, error.message)
+        chunks = [
+            Chunk(tenant_id=tenant_id, document_id=document_id, index=index, title=document.title, text=piece)
+            for index, piece in enumerate(chunk_text(text))
+        ]
+        if not chunks:
+            return self._fail(document, "the document has no text")
+        self._documents.replace_chunks(tenant_id, document_id, chunks)
+        self._documents.set_status(tenant_id, document_id, DocumentStatus.READY, self._clock(), chunk_count=len(chunks))
+        metrics.add_metric(name=DOCUMENTS_INGESTED, unit="Count", value=1)
+        logger.info("document ready", extra={"tenant_id": tenant_id, "document_id": document_id, "chunks": len(chunks)})
+        return IngestOutcome.READY
+
+    def _read_text(self, key: str) -> str:
+        body = self._blobs.get(key, max_bytes=self._settings.max_document_chars * 4)
+        if len(body) > self._settings.max_document_chars * 4:
+            raise InvalidInput("the document is larger than the size limit")
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise InvalidInput("the document is not valid UTF-8 text") from error
+        if not text.strip():
+            raise InvalidInput("the document is empty")
+        return text
+
+    def _fail(self, document: Document, reason: str) -> IngestOutcome:
+        self._documents.set_status(
+            document.tenant_id, document.document_id, DocumentStatus.FAILED, self._clock(), reason=reason
+        )
+        metrics.add_metric(name=DOCUMENTS_FAILED, unit="Count", value=1)
+        logger.warning("document failed", extra={"document_id": document.document_id, "reason": reason})
+        return IngestOutcome.FAILED

@@ -1,0 +1,44 @@
+"""DocuChat's domain errors: one small hierarchy, mapped to HTTP in one place (functions/chat/errors.py).
+
+Each error carries a stable machine-readable `code` that clients can switch on; the message is for people.
+"""
+
+from __future__ import annotations
+
+
+class DocuChatError(Exception):
+    code = "internal_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(DocuChatError):
+    code = "invalid_request"
+
+
+class PayloadTooLarge(InvalidInput):
+    code = "payload_too_large"
+
+
+class Unauthorized(DocuChatError):
+    code = "unauthorized"
+
+
+class Forbidden(DocuChatError):
+    code = "forbidden"
+
+
+class NotFound(DocuChatError):
+    code = "not_found"
+
+
+class Conflict(DocuChatError):
+    code = "conflict"
+
+
+class UpstreamFailed(DocuChatError):
+    """A dependency (LLM, payment gateway) failed after its retries."""
+
+    code = "upstream_failed"

@@ -1,0 +1,206 @@
+"""Domain records shared by the functions. HTTP request/response shapes live in functions/chat/schemas.py."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Ids are short, lowercase and free of "_", so an API key can carry them: dc_<tenant>_<key>_<secret>.
+ID_PATTERN = r"^[a-z][0-9a-f]{8,32}$"
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TenantStatus(StrEnum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+
+
+class Tenant(Record):
+    tenant_id: str
+    name: str
+    email: str
+    status: TenantStatus = TenantStatus.ACTIVE
+    created_at: datetime
+
+
+class ApiKey(Record):
+    """An issued key. Only its hash is stored; `prefix` is the non-secret part shown in listings."""
+
+    tenant_id: str
+    key_id: str
+    prefix: str
+    key_hash: str
+    name: str = ""
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+class Principal(Record):
+    """Who is calling: a tenant through one of its keys."""
+
+    tenant_id: str
+    key_id: str
+
+
+class DocumentStatus(StrEnum):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    READY = "ready"
+    FAILED = "failed"
+
+
+class Document(Record):
+    tenant_id: str
+    document_id: str
+    title: str
+    content_type: str
+    status: DocumentStatus = DocumentStatus.PENDING
+    reason: str | None = None
+    source_key: str
+    size_bytes: int = 0
+    chunk_count: int = 0
+    created_at: datetime
+    updated_at: datetime
+
+
+class Chunk(Record):
+    tenant_id: str
+    document_id: str
+    index: int
+    title: str
+    text: str
+
+    @property
+    def chunk_id(self) -> str:
+        return f"{self.document_id}:{self.index}"
+
+
+class Passage(Record):
+    """A retrieved chunk with its relevance score."""
+
+    chunk: Chunk
+    score: float
+
+
+class Citation(Record):
+    document_id: str
+    title: str
+    chunk: int
+    snippet: str
+    score: float
+
+
+class Message(Record):
+    role: str  # "user" | "assistant"
+    content: str
+    created_at: datetime
+
+
+class Conversation(Record):
+    tenant_id: str
+    conversation_id: str
+    title: str
+    created_at: datetime
+    updated_at: datetime
+    messages: tuple[Message, ...] = ()
+
+
+class UsageKind(StrEnum):
+    CHAT = "chat"
+    EMBEDDING = "embedding"
+
+
+class UsageEvent(Record):
+    """One metered use of a model. `event_id` is derived from the request id, so retries repeat it."""
+
+    event_id: str = Field(min_length=8, max_length=128)
+    tenant_id: str = Field(pattern=ID_PATTERN)
+    key_id: str = Field(default="", max_length=64)
+    kind: UsageKind
+    model: str = Field(min_length=1, max_length=100)
+    # Bounded so that one bad event cannot poison a counter; far above any real request.
+    input_tokens: int = Field(ge=0, le=10_000_000)
+    output_tokens: int = Field(ge=0, le=10_000_000)
+    cached: bool = False
+    occurred_at: datetime
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+class UsageCounter(Record):
+    """Tokens of one tenant, on one billing day, for one model."""
+
+    tenant_id: str
+    day: date
+    model: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    events: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+class InvoiceStatus(StrEnum):
+    OPEN = "open"  # payment link sent, waiting for payment
+    PAYMENT_FAILED = "payment_failed"  # the gateway refused the payment request; see payment_error
+    PAID = "paid"
+    NOTHING_DUE = "nothing_due"  # usage was too small to charge
+
+
+class InvoiceLine(Record):
+    model: str
+    input_tokens: int
+    output_tokens: int
+    tokens: int
+    price_tomans_per_1k: int
+    amount_tomans: int
+
+
+class Invoice(Record):
+    invoice_id: str
+    tenant_id: str
+    period: date
+    lines: tuple[InvoiceLine, ...]
+    total_tokens: int
+    amount_tomans: int
+    status: InvoiceStatus = InvoiceStatus.OPEN
+    payment_track_id: str | None = None
+    payment_url: str | None = None
+    payment_error: str | None = None
+    email_message_id: str | None = None
+    created_at: datetime
+    paid_at: datetime | None = None
+
+    @property
+    def amount_rials(self) -> int:
+        return self.amount_tomans * 10
+
+
+class BillingRunStatus(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class BillingRun(Record):
+    period: date
+    status: BillingRunStatus
+    trigger: str
+    tenants: int
+    invoices_created: int
+    invoices_existing: int
+    errors: tuple[str, ...] = ()
+    started_at: datetime
+    finished_at: datetime

@@ -1,0 +1,135 @@
+"""Unit tests of the domain logic: no network, no AWS."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+
+from shared.auth import hash_key, issue_key
+from shared.billing import PriceTable, invoice_email, invoice_id_for, previous_day
+from shared.chunking import chunk_text
+from shared.llm import EXTRACTIVE_MODEL, NO_KEY_NOTE, ExtractiveResponder
+from shared.metering import billing_day, parse_event
+from shared.errors import InvalidInput
+from shared.models import Chunk, Invoice, InvoiceLine, UsageCounter
+from shared.retrieval import LexicalRetriever
+
+NOW = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
+
+
+def chunk(index: int, text: str, document_id: str = "d1234567890") -> Chunk:
+    return Chunk(tenant_id="t1234567890", document_id=document_id, index=index, title="Doc", text=text)
+
+
+class TestChunking:
+    def test_short_text_is_one_chunk(self) -> None:
+        assert chunk_text("Hello world.") == ["Hello world."]
+
+    def test_long_text_is_split_with_overlap(self) -> None:
+        words = [f"w{i}" for i in range(400)]
+        chunks = chunk_text(" ".join(words), max_words=100, overlap_words=20)
+        assert all(len(c.split()) <= 100 for c in chunks)
+        assert chunks[1].split()[:20] == chunks[0].split()[-20:]  # the overlap
+        covered = {w for c in chunks for w in c.split()}
+        assert covered == set(words)  # nothing lost
+
+    def test_a_heading_starts_a_new_chunk(self) -> None:
+        text = "# One\n" + "alpha " * 60 + "\n\n# Two\n" + "beta " * 10
+        chunks = chunk_text(text, max_words=100, overlap_words=5)
+        assert chunks[-1].split()[5] == "#" and "Two" in chunks[-1]
+
+    def test_chunking_is_stable(self) -> None:
+        text = "para one.\n\npara two " * 50
+        assert chunk_text(text) == chunk_text(text)
+
+    def test_overlap_must_be_smaller_than_the_chunk(self) -> None:
+        with pytest.raises(ValueError):
+            chunk_text("x", max_words=10, overlap_words=10)
+
+
+class TestRetrieval:
+    def test_the_most_relevant_chunk_comes_first(self) -> None:
+        chunks = [chunk(0, "Shipping takes two days."), chunk(1, "Refunds are possible within 14 days of purchase.")]
+        passages = LexicalRetriever().search("How do refunds work?", chunks, top_k=2)
+        assert passages[0].chunk.index == 1
+        assert len(passages) == 1  # chunks sharing no term are not relevant
+
+    def test_nothing_relevant_gives_nothing(self) -> None:
+        assert LexicalRetriever().search("quantum chromodynamics", [chunk(0, "Shipping takes two days.")], 3) == []
+        assert LexicalRetriever().search("the of and", [chunk(0, "the of and")], 3) == []
+
+
+class TestExtractiveResponder:
+    def test_it_quotes_the_best_sentence_and_says_it_is_extractive(self) -> None:
+        passages = LexicalRetriever().search(
+            "refund", [chunk(0, "We ship fast. A refund takes 14 days. Call us.")], top_k=1
+        )
+        answer = ExtractiveResponder().answer("refund?", passages, [])
+        assert "A refund takes 14 days. [1]" in answer.text
+        assert answer.model == EXTRACTIVE_MODEL and NO_KEY_NOTE in answer.text
+        assert answer.input_tokens > 0 and answer.output_tokens > 0
+
+    def test_it_says_it_does_not_know_without_passages(self) -> None:
+        assert ExtractiveResponder().answer("anything?", [], []).text.startswith("I don't know")
+
+
+class TestKeys:
+    def test_a_key_names_its_tenant_and_is_stored_as_a_hash(self) -> None:
+        plaintext, record = issue_key("t0123456789abcdef", "ci", NOW)
+        assert plaintext.startswith(record.prefix + "_")
+        assert record.prefix == f"dc_t0123456789abcdef_{record.key_id}"
+        assert record.key_hash == hash_key(plaintext) and plaintext not in record.model_dump_json()
+
+    def test_keys_are_unique(self) -> None:
+        assert issue_key("t0123456789", "", NOW)[0] != issue_key("t0123456789", "", NOW)[0]
+
+
+class TestBilling:
+    def test_the_default_price_is_20_tomans_per_1000_tokens_rounded_up(self) -> None:
+        prices = PriceTable({"default": 20, "gpt-4o": 60})
+        line = prices.line(UsageCounter(tenant_id="t1", day=date(2026, 1, 1), model="m", input_tokens=1000, output_tokens=1))
+        assert (line.tokens, line.price_tomans_per_1k, line.amount_tomans) == (1001, 20, 21)
+        assert prices.price("gpt-4o") == 60
+
+    def test_the_billing_day_is_the_day_in_tehran(self) -> None:
+        late_utc = datetime(2026, 11, 20, 21, 0, tzinfo=UTC)  # 00:30 on the 21st in Tehran
+        assert billing_day(late_utc, "Asia/Tehran") == date(2026, 11, 21)
+        assert previous_day(late_utc, "Asia/Tehran") == date(2026, 11, 20)
+
+    def test_invoice_ids_are_deterministic_per_tenant_and_day(self) -> None:
+        assert invoice_id_for("t1234567890", date(2026, 11, 20)) == "inv-t1234567890-20261120"
+
+    def test_the_email_shows_tomans_and_the_link(self) -> None:
+        line = InvoiceLine(model="m", input_tokens=1, output_tokens=1, tokens=2000, price_tomans_per_1k=20, amount_tomans=40)
+        invoice = Invoice(
+            invoice_id="inv-x", tenant_id="t1", period=date(2026, 11, 20), lines=(line,), total_tokens=2000,
+            amount_tomans=40, payment_url="https://pay/start/1", created_at=NOW,
+        )
+        subject, body = invoice_email(invoice, "Acme")
+        assert "40 Tomans" in subject and "https://pay/start/1" in body and "2,000 tokens" in body
+        assert invoice.amount_rials == 400
+
+
+class TestUsageEvents:
+    def test_a_valid_event_parses(self) -> None:
+        event = parse_event(
+            '{"event_id": "e12345678", "tenant_id": "t1234567890", "kind": "chat", "model": "m",'
+            ' "input_tokens": 3, "output_tokens": 4, "occurred_at": "2026-11-20T09:30:00Z"}'
+        )
+        assert event.total_tokens == 7
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            "not json",
+            '{"event_id": "e12345678"}',
+            '{"event_id": "e12345678", "tenant_id": "t1234567890", "kind": "chat", "model": "m",'
+            ' "input_tokens": -3, "output_tokens": 4, "occurred_at": "2026-11-20T09:30:00Z"}',
+            '{"event_id": "e12345678", "tenant_id": "t1234567890", "kind": "chat", "model": "m",'
+            ' "input_tokens": 99999999999, "output_tokens": 4, "occurred_at": "2026-11-20T09:30:00Z"}',
+        ],
+    )
+    def test_malformed_negative_or_absurd_events_are_rejected(self, body: str) -> None:
+        with pytest.raises(InvalidInput):
+            parse_event(body)

@@ -1,0 +1,97 @@
+"""Unit tests of settings, resource specs, stage config, local event shapes and error mapping."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from pydantic import ValidationError
+
+from functions.chat.errors import status_of
+from local.lambda_runtime import http_api_event, sqs_event
+from local.workers import next_run
+from shared import errors, resources
+from shared.settings import Settings
+from stacks.stage_config import UnknownStageError, load_stage
+
+
+def test_settings_name_resources_after_the_stage_like_cdk(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCUCHAT_STAGE", "staging")
+    monkeypatch.setenv("DOCUCHAT_PRICES", '{"default": 20, "gpt-4o": 60}')
+    settings = Settings()
+    assert settings.tenants_table == resources.TENANTS.physical_name("staging") == "docuchat-staging-tenants"
+    assert settings.prices == {"default": 20, "gpt-4o": 60}
+    assert not settings.llm_enabled
+
+
+def test_settings_refuse_a_price_table_without_a_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCUCHAT_PRICES", '{"gpt-4o": 60}')
+    with pytest.raises(ValidationError):
+        Settings()
+
+
+def test_an_openai_key_switches_the_llm_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    assert Settings().llm_enabled
+
+
+def test_every_stage_in_cdk_json_is_valid_and_prod_keeps_its_data() -> None:
+    stages = {name: load_stage(name) for name in ("dev", "staging", "prod")}
+    assert stages["prod"].retain_data and stages["prod"].point_in_time_recovery
+    assert not stages["dev"].retain_data
+    assert all(s.prices_tomans_per_1k_tokens["default"] == 20 for s in stages.values())
+    assert stages["dev"].billing_cron == "cron(30 0 * * ? *)"
+    with pytest.raises(UnknownStageError):
+        load_stage("qa")
+
+
+def test_the_resource_specs_hang_together() -> None:
+    table_ids = {t.id for t in resources.TABLES}
+    for spec in resources.FUNCTIONS.values():
+        assert set(spec.reads) | set(spec.writes) <= table_ids, spec.id
+        assert all(resources.queue_by_id(q) for q in spec.sends_to)
+        assert set(spec.invokes) <= set(resources.FUNCTIONS)
+    for queue in resources.QUEUES:
+        assert queue.consumer in resources.FUNCTIONS
+    assert resources.queue_by_id(resources.DOCUMENTS_BUCKET.notify_queue).consumer == "ingestion"
+    # Invariant 4: every tenant table is keyed by the tenant id first.
+    assert all(t.partition_key.name == "pk" for t in resources.TABLES)
+
+
+def test_the_nightly_schedule_fires_at_the_next_local_half_past_midnight() -> None:
+    before = datetime(2026, 11, 20, 20, 0, tzinfo=UTC)  # 23:30 in Tehran
+    fire = next_run(before, 0, 30, "Asia/Tehran")
+    assert (fire.day, fire.hour, fire.minute) == (21, 0, 30)
+    assert next_run(fire, 0, 30, "Asia/Tehran").day == 22
+
+
+def test_local_sqs_events_have_lambdas_shape() -> None:
+    event = sqs_event(
+        [{"MessageId": "m1", "ReceiptHandle": "r1", "Body": "{}", "Attributes": {"ApproximateReceiveCount": "2"}}],
+        "arn:aws:sqs:us-east-1:123456789012:q",
+    )
+    record = event["Records"][0]
+    assert record["eventSource"] == "aws:sqs" and record["messageId"] == "m1"
+    assert record["attributes"]["ApproximateReceiveCount"] == "2" and len(record["md5OfBody"]) == 32
+
+
+def test_local_http_events_are_payload_2() -> None:
+    event = http_api_event("POST", "/v1/chat", '{"a": 1}', {"Authorization": "Bearer x"}, {"q": "1"})
+    assert event["version"] == "2.0" and event["requestContext"]["http"]["method"] == "POST"
+    assert event["headers"]["authorization"] == "Bearer x" and event["rawQueryString"] == "q=1"
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (errors.InvalidInput("x"), 400),
+        (errors.PayloadTooLarge("x"), 413),
+        (errors.Unauthorized("x"), 401),
+        (errors.Forbidden("x"), 403),
+        (errors.NotFound("x"), 404),
+        (errors.Conflict("x"), 409),
+        (errors.UpstreamFailed("x"), 502),
+    ],
+)
+def test_each_domain_error_maps_to_one_status(error: errors.DocuChatError, status: int) -> None:
+    assert status_of(error) == status
