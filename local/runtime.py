@@ -178,7 +178,11 @@ def banner(system: LocalSystem) -> str:
 
 
 def main() -> None:
+    import logging
+
     import uvicorn
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every AWS call otherwise
 
     options = LocalOptions.from_environment()
     system = LocalSystem(options)
@@ -187,7 +191,9 @@ def main() -> None:
     server = uvicorn.Server(uvicorn.Config(system.app(), host=options.host, port=options.port, log_level="warning"))
     print(banner(system), flush=True)
     try:
-        server.run()  # returns on Ctrl-C / SIGTERM
+        server.run()  # shuts down gracefully on Ctrl-C / SIGTERM
+    except KeyboardInterrupt:
+        pass  # uvicorn re-raises the Ctrl-C it handled; stopping below is the answer to it
     finally:
         print("Stopping DocuChat ...", flush=True)
         system.stop()

@@ -26,19 +26,19 @@ class QueuePoller(threading.Thread):
         self._handler = handler
         self._function_name = function_name
         self._batch_size = min(batch_size, 10)  # ReceiveMessage returns at most 10
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
         self._arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             try:
                 self.poll_once(wait_seconds=1)
             except Exception:
                 logger.exception("poller failed; retrying", extra={"function": self._function_name})
-                self._stop.wait(1)
+                self._stopping.wait(1)
 
     def poll_once(self, wait_seconds: int = 0) -> int:
         """One receive-invoke-delete round; returns how many messages were handled successfully."""
@@ -86,18 +86,18 @@ class NightlySchedule(threading.Thread):
         self._handler = handler
         self._hour, self._minute, self._timezone = hour, minute, timezone
         self._clock = clock
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
         self.next_fire = next_run(clock(), hour, minute, timezone)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             if self._clock() >= self.next_fire:
                 self.fire()
                 self.next_fire = next_run(self._clock(), self._hour, self._minute, self._timezone)
-            self._stop.wait(min(30.0, max(0.5, (self.next_fire - self._clock()).total_seconds())))
+            self._stopping.wait(min(30.0, max(0.5, (self.next_fire - self._clock()).total_seconds())))
 
     def fire(self) -> Any:
         logger.info("nightly billing schedule fired")

@@ -7,10 +7,14 @@ which CDK sets per function and stage; locally they default to "docuchat" and "D
 from __future__ import annotations
 
 import os
+import warnings
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "DocuChat/local")
+
+# A function run that emitted no metric (say, an S3 test event skipped) is normal, not worth a warning.
+warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "docuchat"))
 tracer = Tracer()

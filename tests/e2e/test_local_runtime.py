@@ -1,0 +1,147 @@
+"""The local runtime over HTTP: `python -m local` (what `make dev` runs) as a real process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ADMIN_KEY = "dca_e2e-admin-key-0123456789"
+STARTUP_SECONDS = 60
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LocalProcess:
+    def __init__(self, port: int, data_dir: Path | None, log: Path) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCUCHAT_", "OPENAI_", "POWERTOOLS_"))}
+        env |= {"PORT": str(port), "DOCUCHAT_ADMIN_KEY": ADMIN_KEY}
+        if data_dir:
+            env["DOCUCHAT_DATA_DIR"] = str(data_dir)
+        self.log = log
+        self.url = f"http://127.0.0.1:{port}"
+        self._out = log.open("w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "local"], cwd=ROOT, env=env, stdout=self._out, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"local runtime exited early:\n{log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.3)
+        raise RuntimeError(f"local runtime did not start in {STARTUP_SECONDS}s:\n{log.read_text()[-3000:]}")
+
+    def interrupt(self) -> int:
+        """Ctrl-C, as a developer would press it; returns the exit code."""
+        self.process.send_signal(signal.SIGINT)
+        try:
+            return self.process.wait(timeout=30)
+        finally:
+            self._out.close()
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "state"
+
+
+@pytest.fixture
+def runtime(tmp_path: Path, data_dir: Path) -> Iterator[LocalProcess]:
+    process = LocalProcess(free_port(), data_dir, tmp_path / "first.log")
+    yield process
+    process.kill()
+
+
+def eventually(check, timeout: float = 20.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(0.3)
+
+
+def test_the_whole_journey_over_http_then_a_restart_keeps_the_state(
+    runtime: LocalProcess, data_dir: Path, tmp_path: Path
+) -> None:
+    api = httpx.Client(base_url=runtime.url, timeout=30)
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    banner = runtime.log.read_text()
+    assert runtime.url in banner and ADMIN_KEY in banner  # prints the URL and the admin key
+
+    # Readiness checks the dependencies and says answers are extractive without a key
+    ready = api.get("/health/ready").json()
+    assert ready["status"] == "ready" and "extractive" in ready["checks"]["llm"]
+    assert api.get("/docs").status_code == 200
+
+    # Create a tenant and a key
+    tenant = api.post("/v1/admin/tenants", json={"name": "Acme", "email": "ops@acme.test"}, headers=admin)
+    assert tenant.status_code == 201, tenant.text
+    tenant_id = tenant.json()["tenant"]["tenant_id"]
+    key = api.post(f"/v1/admin/tenants/{tenant_id}/keys", json={"name": "e2e"}, headers=admin).json()["api_key"]
+    auth = {"Authorization": f"Bearer {key}"}
+
+    # Add text; the ingestion worker makes it ready
+    text = "The warranty covers manufacturing defects for 24 months. Water damage is not covered."
+    document = api.post("/v1/documents", json={"title": "Warranty", "text": text}, headers=auth).json()
+    ready_doc = eventually(
+        lambda: api.get(f"/v1/documents/{document['document_id']}", headers=auth).json()["status"] == "ready"
+    )
+    assert ready_doc, api.get(f"/v1/documents/{document['document_id']}", headers=auth).text
+
+    # Ask, and see the citation
+    answer = api.post("/v1/chat", json={"message": "How long is the warranty?"}, headers=auth).json()
+    assert "24 months" in answer["answer"]
+    assert answer["citations"][0]["document_id"] == document["document_id"]
+    assert answer["model"] == "docuchat-extractive"
+
+    # See the usage, once the metering worker has folded the event
+    today = date.fromisoformat(answer_day := api.get("/v1/usage", headers=auth).json()["end"])
+    assert eventually(lambda: api.get("/v1/usage", headers=auth).json()["total_tokens"] > 0)
+    usage = api.get("/v1/usage", headers=auth).json()
+    assert usage["total_tokens"] == answer["usage"]["total_tokens"]
+
+    # Run billing for the day, and see the invoice
+    run = api.post("/v1/admin/billing/run", json={"date": answer_day}, headers=admin)
+    assert run.status_code == 200 and run.json()["invoices_created"] == 1, run.text
+    invoices = api.get("/v1/invoices", headers=auth).json()["invoices"]
+    assert len(invoices) == 1 and invoices[0]["invoice"]["period"] == today.isoformat()
+    assert invoices[0]["invoice"]["total_tokens"] == usage["total_tokens"]
+
+    # Ctrl-C stops everything cleanly
+    assert runtime.interrupt() == 0
+    assert "Stopped." in runtime.log.read_text()
+
+    # A restart with the same DOCUCHAT_DATA_DIR finds the tenant, its key, document and invoice again
+    again = LocalProcess(free_port(), data_dir, tmp_path / "second.log")
+    try:
+        api2 = httpx.Client(base_url=again.url, timeout=30)
+        assert api2.get(f"/v1/documents/{document['document_id']}", headers=auth).json()["status"] == "ready"
+        assert len(api2.get("/v1/invoices", headers=auth).json()["invoices"]) == 1
+        assert "24 months" in api2.post("/v1/chat", json={"message": "warranty length?"}, headers=auth).json()["answer"]
+        assert again.interrupt() == 0
+    finally:
+        again.kill()
