@@ -19,8 +19,17 @@ LOCAL_RETRY_SECONDS = 5
 class QueuePoller(threading.Thread):
     """Long-polls a queue and calls a handler with real SQS event shapes, honouring batchItemFailures."""
 
-    def __init__(self, sqs: Any, queue_url: str, handler: Handler, function_name: str, batch_size: int) -> None:
+    def __init__(
+        self,
+        sqs: Any,
+        queue_url: str,
+        handler: Handler,
+        function_name: str,
+        batch_size: int,
+        retry_seconds: int = LOCAL_RETRY_SECONDS,
+    ) -> None:
         super().__init__(name=f"poll-{function_name}", daemon=True)
+        self._retry_seconds = retry_seconds
         self._sqs = sqs
         self._queue_url = queue_url
         self._handler = handler
@@ -60,7 +69,7 @@ class QueuePoller(threading.Thread):
         for message in messages:
             if message["MessageId"] in failed:
                 self._sqs.change_message_visibility(
-                    QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=LOCAL_RETRY_SECONDS
+                    QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=self._retry_seconds
                 )
             else:
                 self._sqs.delete_message(QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"])

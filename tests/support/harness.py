@@ -73,7 +73,12 @@ class Harness:
         """Deliver every message on a queue to its consumer; returns how many succeeded."""
         spec = resources.queue_by_id(queue_id)
         poller = QueuePoller(
-            self.container.aws.sqs, self.env[spec.env_var], self._consumers[spec.consumer], spec.consumer, spec.batch_size
+            self.container.aws.sqs,
+            self.env[spec.env_var],
+            self._consumers[spec.consumer],
+            spec.consumer,
+            spec.batch_size,
+            retry_seconds=0,  # a failed message is back at once, so tests see every redelivery
         )
         handled = 0
         for _ in range(rounds):

@@ -1,0 +1,129 @@
+"""The data layer against both moto and DynamoDB Local, AWS's own implementation.
+
+moto is fast and covers every service; DynamoDB Local is the reference for DynamoDB's semantics
+(condition checks inside transactions, cancellation reasons, GSIs), so each test runs on both.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from local.bootstrap import create_tables
+from shared.data.aws import AwsClients
+from shared.data.billing import BillingRepository
+from shared.data.conversations import ConversationRepository
+from shared.data.documents import DocumentRepository
+from shared.data.tenants import TenantRepository
+from shared.data.usage import UsageRepository
+from shared.errors import Conflict
+from shared.models import (
+    Chunk,
+    Conversation,
+    Invoice,
+    InvoiceLine,
+    Message,
+    Tenant,
+    UsageEvent,
+    UsageKind,
+)
+from shared.settings import Settings
+
+NOW = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
+DAY = date(2026, 11, 20)
+TENANT = "t0123456789abcdef"
+
+
+@pytest.fixture(params=["moto", pytest.param("dynamodb_local", marks=pytest.mark.dynamodb_local)])
+def tables(request: pytest.FixtureRequest) -> tuple[Any, dict[str, str]]:
+    """A DynamoDB client and freshly created tables (a new stage name per test keeps tests apart)."""
+    if request.param == "moto":
+        endpoint = request.getfixturevalue("moto_aws").endpoint_url
+    else:
+        endpoint = request.getfixturevalue("dynamodb_local").endpoint_url
+    stage = "t" + uuid.uuid4().hex[:10]
+    client = AwsClients(Settings(stage=stage, dynamodb_endpoint_url=endpoint)).dynamodb
+    return client, create_tables(client, stage)
+
+
+def event(n: int, tokens: int = 5) -> UsageEvent:
+    return UsageEvent(
+        event_id=f"e{n:020d}",
+        tenant_id=TENANT,
+        kind=UsageKind.CHAT,
+        model="m1",
+        input_tokens=tokens,
+        output_tokens=tokens,
+        occurred_at=NOW,
+    )
+
+
+def test_an_event_is_counted_once_and_a_refused_claim_leaves_the_counter_alone(tables: tuple[Any, dict[str, str]]) -> None:
+    client, env = tables
+    usage = UsageRepository(client, env["DOCUCHAT_USAGE_TABLE"])
+
+    assert usage.record(event(1), DAY, NOW + timedelta(days=35)) is True
+    assert usage.record(event(2), DAY, NOW + timedelta(days=35)) is True
+    # The duplicate's claim fails inside the transaction, so its counter update must not apply either.
+    assert usage.record(event(1), DAY, NOW + timedelta(days=35)) is False
+
+    [counter] = usage.counters_for_tenant(TENANT, DAY, DAY)
+    assert (counter.events, counter.input_tokens, counter.output_tokens) == (2, 10, 10)
+    assert usage.counters_for_day(DAY) == [counter]  # found through the by_day index
+    assert usage.counters_for_day(DAY + timedelta(days=1)) == []
+
+
+def test_a_tenant_id_is_taken_once(tables: tuple[Any, dict[str, str]]) -> None:
+    client, env = tables
+    tenants = TenantRepository(client, env["DOCUCHAT_TENANTS_TABLE"])
+    tenant = Tenant(tenant_id=TENANT, name="Acme", email="a@acme.test", created_at=NOW)
+    tenants.create(tenant)
+    with pytest.raises(Conflict):
+        tenants.create(tenant)
+    assert tenants.get(TENANT) == tenant
+    assert tenants.list() == [tenant]
+
+
+def test_reingesting_replaces_chunks_and_never_duplicates_them(tables: tuple[Any, dict[str, str]]) -> None:
+    client, env = tables
+    documents = DocumentRepository(client, env["DOCUCHAT_DOCUMENTS_TABLE"])
+
+    def chunks(count: int, version: str) -> list[Chunk]:
+        return [Chunk(tenant_id=TENANT, document_id="d1", index=i, title="T", text=f"{version}{i}") for i in range(count)]
+
+    documents.replace_chunks(TENANT, "d1", chunks(30, "old"))
+    documents.replace_chunks(TENANT, "d1", chunks(3, "new"))
+    assert [c.text for c in documents.list_chunks(TENANT)] == ["new0", "new1", "new2"]
+
+
+def test_an_invoice_is_created_once_per_tenant_and_period(tables: tuple[Any, dict[str, str]]) -> None:
+    client, env = tables
+    billing = BillingRepository(client, env["DOCUCHAT_BILLING_TABLE"])
+    line = InvoiceLine(model="m1", input_tokens=5, output_tokens=5, tokens=10, price_tomans_per_1k=20, amount_tomans=1)
+    invoice = Invoice(
+        invoice_id="inv-x", tenant_id=TENANT, period=DAY, lines=(line,), total_tokens=10, amount_tomans=1, created_at=NOW
+    )
+    assert billing.create_invoice(invoice) is True
+    assert billing.create_invoice(invoice.model_copy(update={"amount_tomans": 999})) is False
+    assert billing.get_invoice(TENANT, "inv-x") == invoice
+    assert billing.list_invoices(TENANT) == [invoice]
+
+
+def test_a_conversation_keeps_its_messages_in_order_until_deleted(tables: tuple[Any, dict[str, str]]) -> None:
+    client, env = tables
+    conversations = ConversationRepository(client, env["DOCUCHAT_CONVERSATIONS_TABLE"])
+    conversation = Conversation(tenant_id=TENANT, conversation_id="c1", title="hi", created_at=NOW, updated_at=NOW)
+    first = [Message(role="user", content="q1", created_at=NOW), Message(role="assistant", content="a1", created_at=NOW)]
+    conversations.append(conversation, first, NOW + timedelta(days=30))
+    stored = conversations.get(TENANT, "c1")
+    assert stored is not None
+    conversations.append(stored, [Message(role="user", content="q2", created_at=NOW)], NOW + timedelta(days=30))
+
+    again = conversations.get(TENANT, "c1")
+    assert again is not None and [m.content for m in again.messages] == ["q1", "a1", "q2"]
+    assert conversations.get("t9999999999", "c1") is None  # another tenant's key finds nothing
+    assert conversations.delete(TENANT, "c1") is True
+    assert conversations.get(TENANT, "c1") is None and conversations.delete(TENANT, "c1") is False

@@ -1,0 +1,93 @@
+"""The OpenAI path: the official client, driven against a local OpenAI-compatible server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from local.fake_openai import FakeOpenAI
+from shared.container import Container, load_settings
+from tests.support.harness import Harness
+
+POLICY = "Our support line is open from 9 to 17 on working days. Call 021-1234 for urgent help."
+
+
+@pytest.fixture
+def openai_server() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI() as server:
+        yield server
+
+
+@pytest.fixture
+def llm_harness(function_env: dict[str, str], openai_server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, clock) -> Harness:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key")
+    monkeypatch.setenv("OPENAI_BASE_URL", openai_server.base_url)
+    monkeypatch.setenv("LLM_MODEL", "gpt-4o-mini")
+    monkeypatch.setenv("LLM_MAX_RETRIES", "2")
+    monkeypatch.setenv("LLM_TIMEOUT_SECONDS", "5")
+    return Harness(Container(load_settings(), clock=clock), function_env)
+
+
+def chat_requests(server: FakeOpenAI) -> list[dict]:
+    return [body for path, body, _ in server.requests if path == "/v1/chat/completions"]
+
+
+def test_the_model_answers_from_the_documents_and_its_usage_is_metered(llm_harness: Harness, openai_server: FakeOpenAI) -> None:
+    # Given a tenant with a document
+    _, key = llm_harness.new_tenant()
+    llm_harness.call("POST", "/v1/documents", {"title": "Support", "text": POLICY}, key=key)
+    llm_harness.drain("ingestion")
+
+    # When the tenant asks
+    reply = llm_harness.call("POST", "/v1/chat", {"message": "When is the support line open?"}, key=key)
+
+    # Then the model got the system prompt and the numbered passage, and its answer and usage come back
+    assert reply.status == 200, reply
+    sent = chat_requests(openai_server)[-1]
+    assert sent["model"] == "gpt-4o-mini"
+    assert sent["messages"][0]["role"] == "system"
+    assert "[1] Support: Our support line is open from 9 to 17" in sent["messages"][-1]["content"]
+    assert reply.json["model"] == "gpt-4o-mini" and reply.json["route"] == "rag"
+    assert "9 to 17" in reply.json["answer"]
+    assert reply.json["citations"][0]["title"] == "Support"
+    assert reply.json["usage"]["input_tokens"] > 0 and reply.json["usage"]["output_tokens"] > 0
+
+    # And the metered tokens are the ones the model reported
+    llm_harness.drain("usage")
+    usage = llm_harness.call("GET", "/v1/usage", key=key).json
+    assert usage["days"][0]["model"] == "gpt-4o-mini"
+    assert usage["total_tokens"] == reply.json["usage"]["total_tokens"]
+
+
+def test_the_client_retries_a_passing_upstream_failure(llm_harness: Harness, openai_server: FakeOpenAI) -> None:
+    _, key = llm_harness.new_tenant()
+    openai_server.fail_next(1, status=500)
+    reply = llm_harness.call("POST", "/v1/chat", {"message": "hello", "use_documents": False}, key=key)
+    assert reply.status == 200 and reply.json["route"] == "direct" and reply.json["model"] == "gpt-4o-mini"
+    assert len(chat_requests(openai_server)) == 2  # the failure, then the retry
+
+
+def test_when_the_model_is_down_the_extractive_responder_answers_and_says_so(
+    llm_harness: Harness, openai_server: FakeOpenAI
+) -> None:
+    # Given an upstream that fails more often than the client retries
+    _, key = llm_harness.new_tenant()
+    llm_harness.call("POST", "/v1/documents", {"title": "Support", "text": POLICY}, key=key)
+    llm_harness.drain("ingestion")
+    openai_server.fail_next(10, status=503)
+
+    # When the tenant asks
+    reply = llm_harness.call("POST", "/v1/chat", {"message": "support line hours?"}, key=key)
+
+    # Then it still gets an answer from its documents, marked as the fallback, never a 5xx
+    assert reply.status == 200, reply
+    assert reply.json["route"] == "fallback" and reply.json["model"] == "docuchat-extractive"
+    assert "9 to 17" in reply.json["answer"]
+    assert len(chat_requests(openai_server)) == 3  # the first try and two retries
+
+
+def test_readiness_names_the_model_and_the_endpoint(llm_harness: Harness, openai_server: FakeOpenAI) -> None:
+    ready = llm_harness.call("GET", "/health/ready")
+    assert ready.status == 200
+    assert ready.json["checks"]["llm"].startswith("openai (gpt-4o-mini") and openai_server.base_url in ready.json["checks"]["llm"]
