@@ -38,7 +38,11 @@ def table_definition(spec: TableSpec, name: str) -> dict[str, Any]:
     }
     if spec.indexes:
         definition["GlobalSecondaryIndexes"] = [
-            {"IndexName": i.name, "KeySchema": schema(i.partition_key, i.sort_key), "Projection": {"ProjectionType": "ALL"}}
+            {
+                "IndexName": i.name,
+                "KeySchema": schema(i.partition_key, i.sort_key),
+                "Projection": {"ProjectionType": "ALL"},
+            }
             for i in spec.indexes
         ]
     return definition
@@ -72,7 +76,9 @@ def create_queues(sqs: Any, config: StageConfig) -> dict[str, str]:
             QueueName=spec.physical_name(config.name),
             Attributes={
                 "VisibilityTimeout": str(visibility),
-                "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": spec.max_receive_count}),
+                "RedrivePolicy": json.dumps(
+                    {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": spec.max_receive_count}
+                ),
             },
         )["QueueUrl"]
         env[spec.env_var] = url

@@ -56,7 +56,7 @@ def sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str = "us-
                     }
                     for name, value in message.get("MessageAttributes", {}).items()
                 },
-                "md5OfBody": message.get("MD5OfBody") or hashlib.md5(message["Body"].encode()).hexdigest(),  # noqa: S324
+                "md5OfBody": message.get("MD5OfBody") or hashlib.md5(message["Body"].encode()).hexdigest(),
                 "eventSource": "aws:sqs",
                 "eventSourceARN": queue_arn,
                 "awsRegion": region,
@@ -100,7 +100,13 @@ def http_api_event(
             "apiId": "local",
             "domainName": "api.docuchat.local",
             "domainPrefix": "api",
-            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "tests"},
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "127.0.0.1",
+                "userAgent": "tests",
+            },
             "requestId": request_id,
             "routeKey": "$default",
             "stage": "$default",

@@ -158,7 +158,11 @@ class LocalSystem:
 
 def banner(system: LocalSystem) -> str:
     llm = "OpenAI" if os.environ.get("OPENAI_API_KEY") else "built-in extractive responder (no OPENAI_API_KEY)"
-    state = f"saved in {system.options.data_dir}" if system.options.data_dir else "in memory (set DOCUCHAT_DATA_DIR to keep it)"
+    state = (
+        f"saved in {system.options.data_dir}"
+        if system.options.data_dir
+        else "in memory (set DOCUCHAT_DATA_DIR to keep it)"
+    )
     return "\n".join(
         [
             "",

@@ -69,7 +69,9 @@ class QueuePoller(threading.Thread):
         for message in messages:
             if message["MessageId"] in failed:
                 self._sqs.change_message_visibility(
-                    QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=self._retry_seconds
+                    QueueUrl=self._queue_url,
+                    ReceiptHandle=message["ReceiptHandle"],
+                    VisibilityTimeout=self._retry_seconds,
                 )
             else:
                 self._sqs.delete_message(QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"])
@@ -88,9 +90,7 @@ def next_run(now: datetime, hour: int, minute: int, timezone: str) -> datetime:
 class NightlySchedule(threading.Thread):
     """Emulates the EventBridge Scheduler rule that starts billing every night."""
 
-    def __init__(
-        self, handler: Handler, hour: int, minute: int, timezone: str, clock: Callable[[], datetime]
-    ) -> None:
+    def __init__(self, handler: Handler, hour: int, minute: int, timezone: str, clock: Callable[[], datetime]) -> None:
         super().__init__(name="billing-schedule", daemon=True)
         self._handler = handler
         self._hour, self._minute, self._timezone = hour, minute, timezone

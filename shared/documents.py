@@ -68,8 +68,8 @@ class DocumentService:
             raise NotFound(f"document {document_id} not found")
         return document
 
-    def list(self, principal: Principal) -> list[Document]:
-        return self._documents.list(principal.tenant_id)
+    def list_documents(self, principal: Principal) -> list[Document]:
+        return self._documents.list_documents(principal.tenant_id)
 
     def ingest(self, key: str) -> IngestOutcome:
         """Chunk and store the source at `key`. Unknown keys are skipped; bad content fails the document."""

@@ -16,7 +16,7 @@ _ID = re.compile(ID_PATTERN)
 
 
 def container(request: Request) -> Container:
-    return request.app.state.container  # type: ignore[no-any-return]
+    return request.app.state.container
 
 
 def _presented_key(authorization: str | None, x_api_key: str | None) -> str | None:

@@ -55,7 +55,7 @@ class ConversationRepository:
         )
         return _conversation(tenant_id, from_item(header), [Message.model_validate(_message(m)) for m in messages])
 
-    def list(self, tenant_id: str) -> list[Conversation]:
+    def list_conversations(self, tenant_id: str) -> list[Conversation]:
         headers = query_all(
             self._db,
             TableName=self._table,

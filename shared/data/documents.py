@@ -33,7 +33,7 @@ class DocumentRepository:
         item = self._db.get_item(TableName=self._table, Key=key, ConsistentRead=True).get("Item")
         return _document(from_item(item)) if item else None
 
-    def list(self, tenant_id: str) -> list[Document]:
+    def list_documents(self, tenant_id: str) -> list[Document]:
         items = query_all(
             self._db,
             TableName=self._table,

@@ -33,7 +33,7 @@ class TenantRepository:
         item = self._db.get_item(TableName=self._table, Key=to_item({"pk": tenant_id, "sk": PROFILE})).get("Item")
         return _tenant(from_item(item)) if item else None
 
-    def list(self) -> list[Tenant]:
+    def list_tenants(self) -> list[Tenant]:
         # An admin-only listing over a small table; tenants are few compared with their data.
         items = scan_all(
             self._db,

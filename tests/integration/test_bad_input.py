@@ -24,9 +24,13 @@ def test_malformed_json_is_a_400(harness: Harness, key: str) -> None:
 
 def test_missing_and_unknown_fields_are_422(harness: Harness, key: str) -> None:
     assert_error(harness.call("POST", "/v1/chat", {}, key=key), 422, "validation_failed")
-    assert_error(harness.call("POST", "/v1/chat", {"message": "hi", "colour": "red"}, key=key), 422, "validation_failed")
+    assert_error(
+        harness.call("POST", "/v1/chat", {"message": "hi", "colour": "red"}, key=key), 422, "validation_failed"
+    )
     assert_error(harness.call("POST", "/v1/documents", {"title": "t"}, key=key), 422, "validation_failed")
-    assert_error(harness.admin("POST", "/v1/admin/tenants", {"name": "x", "email": "not-an-email"}), 422, "validation_failed")
+    assert_error(
+        harness.admin("POST", "/v1/admin/tenants", {"name": "x", "email": "not-an-email"}), 422, "validation_failed"
+    )
     assert_error(harness.admin("POST", "/v1/admin/billing/run", {"date": "yesterday"}), 422, "validation_failed")
 
 
@@ -50,7 +54,11 @@ def test_unknown_ids_are_404(harness: Harness, key: str) -> None:
     assert_error(harness.call("GET", "/v1/documents/../../etc", key=key), 404, "not_found")
     assert_error(harness.call("GET", "/v1/invoices/inv-nope", key=key), 404, "not_found")
     assert_error(harness.call("GET", "/v1/conversations/NOT-AN-ID", key=key), 404, "not_found")
-    assert_error(harness.call("POST", "/v1/chat", {"message": "hi", "conversation_id": "c0123456789abcdef"}, key=key), 404, "not_found")
+    assert_error(
+        harness.call("POST", "/v1/chat", {"message": "hi", "conversation_id": "c0123456789abcdef"}, key=key),
+        404,
+        "not_found",
+    )
     assert_error(harness.admin("POST", "/v1/admin/tenants/t0123456789abcdef/keys", {}), 404, "not_found")
     assert_error(harness.admin("DELETE", "/v1/admin/tenants/t0123456789abcdef/keys/k0123456789"), 404, "not_found")
     assert_error(harness.call("GET", "/v1/nowhere", key=key), 404, "not_found")
@@ -80,8 +88,16 @@ def test_a_suspended_tenant_is_403(harness: Harness) -> None:
 
 
 def test_bad_usage_queries_are_400(harness: Harness, key: str) -> None:
-    assert_error(harness.call("GET", "/v1/usage", key=key, query={"start": "2026-02-01", "end": "2026-01-01"}), 400, "invalid_request")
-    assert_error(harness.call("GET", "/v1/usage", key=key, query={"start": "2020-01-01", "end": "2026-01-01"}), 400, "invalid_request")
+    assert_error(
+        harness.call("GET", "/v1/usage", key=key, query={"start": "2026-02-01", "end": "2026-01-01"}),
+        400,
+        "invalid_request",
+    )
+    assert_error(
+        harness.call("GET", "/v1/usage", key=key, query={"start": "2020-01-01", "end": "2026-01-01"}),
+        400,
+        "invalid_request",
+    )
     assert_error(harness.call("GET", "/v1/usage", key=key, query={"start": "soon"}), 422, "validation_failed")
 
 

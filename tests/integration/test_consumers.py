@@ -54,7 +54,9 @@ def test_redelivering_the_batch_counts_nothing_twice(harness: Harness) -> None:
         assert metering.handler(sqs_event(messages(bodies), QUEUE_ARN), LocalLambdaContext("metering")) == {
             "batchItemFailures": []
         }
-    counters = harness.container.usage.counters_for_tenant("t0123456789abcdef", datetime(2026, 11, 20).date(), datetime(2026, 11, 21).date())
+    counters = harness.container.usage.counters_for_tenant(
+        "t0123456789abcdef", datetime(2026, 11, 20).date(), datetime(2026, 11, 21).date()
+    )
     assert [(c.events, c.total_tokens) for c in counters] == [(5, 100)]
 
 
@@ -80,7 +82,9 @@ def test_s3_test_events_and_unknown_keys_are_acknowledged_and_skipped(harness: H
     unknown = json.dumps({"Records": [{"s3": {"bucket": {"name": "b"}, "object": {"key": "elsewhere/file.txt"}}}]})
     orphan_key = source_key("t0123456789abcdef", "d0123456789abcdef")
     orphan = json.dumps({"Records": [{"s3": {"bucket": {"name": "b"}, "object": {"key": orphan_key}}}]})
-    response = ingestion.handler(sqs_event(messages([test_event, unknown, orphan]), QUEUE_ARN), LocalLambdaContext("ingestion"))
+    response = ingestion.handler(
+        sqs_event(messages([test_event, unknown, orphan]), QUEUE_ARN), LocalLambdaContext("ingestion")
+    )
     assert response == {"batchItemFailures": []}
 
 
@@ -90,7 +94,9 @@ def test_a_document_that_is_not_text_fails_with_its_reason(harness: Harness) -> 
     created = harness.call("POST", "/v1/documents", {"title": "Binary", "text": "placeholder"}, key=key).json
     bucket = harness.env["DOCUCHAT_DOCUMENTS_BUCKET"]
     harness.drain("ingestion")
-    harness.container.aws.s3.put_object(Bucket=bucket, Key=source_key(created_tenant(harness, key), created["document_id"]), Body=b"\xff\xfe\x00bad")
+    harness.container.aws.s3.put_object(
+        Bucket=bucket, Key=source_key(created_tenant(harness, key), created["document_id"]), Body=b"\xff\xfe\x00bad"
+    )
 
     # When ingestion processes the new upload
     harness.drain("ingestion")

@@ -61,7 +61,9 @@ def event(n: int, tokens: int = 5) -> UsageEvent:
     )
 
 
-def test_an_event_is_counted_once_and_a_refused_claim_leaves_the_counter_alone(tables: tuple[Any, dict[str, str]]) -> None:
+def test_an_event_is_counted_once_and_a_refused_claim_leaves_the_counter_alone(
+    tables: tuple[Any, dict[str, str]],
+) -> None:
     client, env = tables
     usage = UsageRepository(client, env["DOCUCHAT_USAGE_TABLE"])
 
@@ -84,7 +86,7 @@ def test_a_tenant_id_is_taken_once(tables: tuple[Any, dict[str, str]]) -> None:
     with pytest.raises(Conflict):
         tenants.create(tenant)
     assert tenants.get(TENANT) == tenant
-    assert tenants.list() == [tenant]
+    assert tenants.list_tenants() == [tenant]
 
 
 def test_reingesting_replaces_chunks_and_never_duplicates_them(tables: tuple[Any, dict[str, str]]) -> None:
@@ -92,7 +94,9 @@ def test_reingesting_replaces_chunks_and_never_duplicates_them(tables: tuple[Any
     documents = DocumentRepository(client, env["DOCUCHAT_DOCUMENTS_TABLE"])
 
     def chunks(count: int, version: str) -> list[Chunk]:
-        return [Chunk(tenant_id=TENANT, document_id="d1", index=i, title="T", text=f"{version}{i}") for i in range(count)]
+        return [
+            Chunk(tenant_id=TENANT, document_id="d1", index=i, title="T", text=f"{version}{i}") for i in range(count)
+        ]
 
     documents.replace_chunks(TENANT, "d1", chunks(30, "old"))
     documents.replace_chunks(TENANT, "d1", chunks(3, "new"))
@@ -104,7 +108,13 @@ def test_an_invoice_is_created_once_per_tenant_and_period(tables: tuple[Any, dic
     billing = BillingRepository(client, env["DOCUCHAT_BILLING_TABLE"])
     line = InvoiceLine(model="m1", input_tokens=5, output_tokens=5, tokens=10, price_tomans_per_1k=20, amount_tomans=1)
     invoice = Invoice(
-        invoice_id="inv-x", tenant_id=TENANT, period=DAY, lines=(line,), total_tokens=10, amount_tomans=1, created_at=NOW
+        invoice_id="inv-x",
+        tenant_id=TENANT,
+        period=DAY,
+        lines=(line,),
+        total_tokens=10,
+        amount_tomans=1,
+        created_at=NOW,
     )
     assert billing.create_invoice(invoice) is True
     assert billing.create_invoice(invoice.model_copy(update={"amount_tomans": 999})) is False
@@ -116,7 +126,10 @@ def test_a_conversation_keeps_its_messages_in_order_until_deleted(tables: tuple[
     client, env = tables
     conversations = ConversationRepository(client, env["DOCUCHAT_CONVERSATIONS_TABLE"])
     conversation = Conversation(tenant_id=TENANT, conversation_id="c1", title="hi", created_at=NOW, updated_at=NOW)
-    first = [Message(role="user", content="q1", created_at=NOW), Message(role="assistant", content="a1", created_at=NOW)]
+    first = [
+        Message(role="user", content="q1", created_at=NOW),
+        Message(role="assistant", content="a1", created_at=NOW),
+    ]
     conversations.append(conversation, first, NOW + timedelta(days=30))
     stored = conversations.get(TENANT, "c1")
     assert stored is not None

@@ -43,9 +43,10 @@ def test_a_question_is_answered_from_the_tenants_document_with_a_citation(harnes
     assert citation["document_id"] == document_id
     assert citation["title"] == "Handbook"
     assert "refund" in citation["snippet"].lower()
-    assert answer.json["usage"]["total_tokens"] == answer.json["usage"]["input_tokens"] + answer.json["usage"][
-        "output_tokens"
-    ]
+    assert (
+        answer.json["usage"]["total_tokens"]
+        == answer.json["usage"]["input_tokens"] + answer.json["usage"]["output_tokens"]
+    )
 
 
 def test_usage_is_metered_and_billed_into_one_invoice_with_a_payment_link_and_an_email(
@@ -110,8 +111,12 @@ def test_usage_is_metered_and_billed_into_one_invoice_with_a_payment_link_and_an
 def test_a_redelivered_usage_event_is_counted_once(harness: Harness, clock) -> None:
     # Given one answered chat whose usage event SQS delivers twice
     _, key = harness.new_tenant()
-    harness.call("POST", "/v1/chat", {"message": "hello", "use_documents": False}, key=key, headers={"Idempotency-Key": "r-1"})
-    harness.call("POST", "/v1/chat", {"message": "hello", "use_documents": False}, key=key, headers={"Idempotency-Key": "r-1"})
+    harness.call(
+        "POST", "/v1/chat", {"message": "hello", "use_documents": False}, key=key, headers={"Idempotency-Key": "r-1"}
+    )
+    harness.call(
+        "POST", "/v1/chat", {"message": "hello", "use_documents": False}, key=key, headers={"Idempotency-Key": "r-1"}
+    )
     assert harness.queued("usage") == 2
 
     # When metering consumes both
@@ -154,7 +159,9 @@ def test_conversations_keep_their_history_and_can_be_deleted(harness: Harness) -
     assert harness.call("GET", f"/v1/conversations/{conversation_id}", key=key).status == 404
 
 
-def test_an_invoice_below_zibals_minimum_records_why_and_sends_no_link(harness: Harness, zibal: FakeZibal, clock) -> None:
+def test_an_invoice_below_zibals_minimum_records_why_and_sends_no_link(
+    harness: Harness, zibal: FakeZibal, clock
+) -> None:
     # Given one short chat: a few Tomans, under the 1,000 Rial minimum
     tenant_id, key = harness.new_tenant()
     harness.call("POST", "/v1/chat", {"message": "hi", "use_documents": False}, key=key)

@@ -20,7 +20,9 @@ def openai_server() -> Iterator[FakeOpenAI]:
 
 
 @pytest.fixture
-def llm_harness(function_env: dict[str, str], openai_server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, clock) -> Harness:
+def llm_harness(
+    function_env: dict[str, str], openai_server: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, clock
+) -> Harness:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key")
     monkeypatch.setenv("OPENAI_BASE_URL", openai_server.base_url)
     monkeypatch.setenv("LLM_MODEL", "gpt-4o-mini")
@@ -33,7 +35,9 @@ def chat_requests(server: FakeOpenAI) -> list[dict]:
     return [body for path, body, _ in server.requests if path == "/v1/chat/completions"]
 
 
-def test_the_model_answers_from_the_documents_and_its_usage_is_metered(llm_harness: Harness, openai_server: FakeOpenAI) -> None:
+def test_the_model_answers_from_the_documents_and_its_usage_is_metered(
+    llm_harness: Harness, openai_server: FakeOpenAI
+) -> None:
     # Given a tenant with a document
     _, key = llm_harness.new_tenant()
     llm_harness.call("POST", "/v1/documents", {"title": "Support", "text": POLICY}, key=key)
@@ -90,4 +94,7 @@ def test_when_the_model_is_down_the_extractive_responder_answers_and_says_so(
 def test_readiness_names_the_model_and_the_endpoint(llm_harness: Harness, openai_server: FakeOpenAI) -> None:
     ready = llm_harness.call("GET", "/health/ready")
     assert ready.status == 200
-    assert ready.json["checks"]["llm"].startswith("openai (gpt-4o-mini") and openai_server.base_url in ready.json["checks"]["llm"]
+    assert (
+        ready.json["checks"]["llm"].startswith("openai (gpt-4o-mini")
+        and openai_server.base_url in ready.json["checks"]["llm"]
+    )

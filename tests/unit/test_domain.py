@@ -9,9 +9,9 @@ import pytest
 from shared.auth import hash_key, issue_key
 from shared.billing import PriceTable, invoice_email, invoice_id_for, previous_day
 from shared.chunking import chunk_text
+from shared.errors import InvalidInput
 from shared.llm import EXTRACTIVE_MODEL, NO_KEY_NOTE, ExtractiveResponder
 from shared.metering import billing_day, parse_event
-from shared.errors import InvalidInput
 from shared.models import Chunk, Invoice, InvoiceLine, UsageCounter
 from shared.retrieval import LexicalRetriever
 
@@ -88,7 +88,9 @@ class TestKeys:
 class TestBilling:
     def test_the_default_price_is_20_tomans_per_1000_tokens_rounded_up(self) -> None:
         prices = PriceTable({"default": 20, "gpt-4o": 60})
-        line = prices.line(UsageCounter(tenant_id="t1", day=date(2026, 1, 1), model="m", input_tokens=1000, output_tokens=1))
+        line = prices.line(
+            UsageCounter(tenant_id="t1", day=date(2026, 1, 1), model="m", input_tokens=1000, output_tokens=1)
+        )
         assert (line.tokens, line.price_tomans_per_1k, line.amount_tomans) == (1001, 20, 21)
         assert prices.price("gpt-4o") == 60
 
@@ -101,10 +103,18 @@ class TestBilling:
         assert invoice_id_for("t1234567890", date(2026, 11, 20)) == "inv-t1234567890-20261120"
 
     def test_the_email_shows_tomans_and_the_link(self) -> None:
-        line = InvoiceLine(model="m", input_tokens=1, output_tokens=1, tokens=2000, price_tomans_per_1k=20, amount_tomans=40)
+        line = InvoiceLine(
+            model="m", input_tokens=1, output_tokens=1, tokens=2000, price_tomans_per_1k=20, amount_tomans=40
+        )
         invoice = Invoice(
-            invoice_id="inv-x", tenant_id="t1", period=date(2026, 11, 20), lines=(line,), total_tokens=2000,
-            amount_tomans=40, payment_url="https://pay/start/1", created_at=NOW,
+            invoice_id="inv-x",
+            tenant_id="t1",
+            period=date(2026, 11, 20),
+            lines=(line,),
+            total_tokens=2000,
+            amount_tomans=40,
+            payment_url="https://pay/start/1",
+            created_at=NOW,
         )
         subject, body = invoice_email(invoice, "Acme")
         assert "40 Tomans" in subject and "https://pay/start/1" in body and "2,000 tokens" in body

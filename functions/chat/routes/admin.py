@@ -41,7 +41,7 @@ def create_tenant(body: TenantCreate, services: Services) -> TenantOut:
 
 @router.get("/tenants")
 def list_tenants(services: Services) -> dict[str, list[Tenant]]:
-    return {"tenants": services.tenants.list()}
+    return {"tenants": services.tenants.list_tenants()}
 
 
 @router.patch("/tenants/{tenant_id}", response_model=TenantOut)

@@ -42,7 +42,7 @@ def _out(conversation: Conversation, with_messages: bool) -> ConversationOut:
 
 @router.get("/conversations")
 def list_conversations(caller: Caller, services: Services) -> dict[str, list[ConversationOut]]:
-    return {"conversations": [_out(c, False) for c in services.conversations.list(caller.tenant_id)]}
+    return {"conversations": [_out(c, False) for c in services.conversations.list_conversations(caller.tenant_id)]}
 
 
 @router.get("/conversations/{conversation_id}", response_model=ConversationOut)

@@ -18,7 +18,7 @@ def create_document(body: DocumentCreate, caller: Caller, services: Services) ->
 
 @router.get("")
 def list_documents(caller: Caller, services: Services) -> dict[str, list[DocumentOut]]:
-    return {"documents": [DocumentOut.of(d) for d in services.document_service.list(caller)]}
+    return {"documents": [DocumentOut.of(d) for d in services.document_service.list_documents(caller)]}
 
 
 @router.get("/{document_id}", response_model=DocumentOut)
