@@ -5,11 +5,16 @@ PYTHON ?= python3
 STAGE ?= dev
 VENV := .venv
 PY := $(VENV)/bin/python
+# Lambda runs the functions on Python 3.13; `make test` also runs the unit and integration tiers on it.
+# Found on PATH, or among pyenv's installed versions (its shim answers only for the selected version).
+PYTHON_LAMBDA ?= $(shell for c in python3.13 $$(pyenv root 2>/dev/null)/versions/3.13*/bin/python3.13; do \
+	$$c -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null && { echo $$c; break; }; done)
+VENV_LAMBDA := .venv-py313
 PYTEST := $(PY) -m pytest
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help install dev test test-unit test-integration test-infrastructure test-e2e lint synth layer bench clean
+.PHONY: help install dev test test-unit test-integration test-infrastructure test-e2e test-lambda-python lint synth layer bench clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-22s %s\n", $$1, $$2}'
@@ -32,7 +37,8 @@ install: $(VENV)/.installed node_modules/.installed ## install Python and Node d
 dev: $(VENV)/.installed ## run the whole system locally (API on 127.0.0.1:$${PORT:-8000})
 	$(PY) -m local
 
-test: install ## run every test tier
+test: install ## run every test tier (and the unit and integration tiers on Python 3.13, as on Lambda)
+	$(MAKE) --no-print-directory test-lambda-python
 	$(PYTEST) tests
 
 test-unit: $(VENV)/.installed ## unit tests only (no network)
@@ -46,6 +52,19 @@ test-infrastructure: $(VENV)/.installed ## CDK assertions on every stage's templ
 
 test-e2e: install ## the local runtime over HTTP
 	$(PYTEST) tests/e2e
+
+$(VENV_LAMBDA)/.installed: requirements.txt requirements-dev.txt
+	@echo "==> installing Python packages into $(VENV_LAMBDA) (Python 3.13, Lambda's version)"
+	$(PYTHON_LAMBDA) -m venv $(VENV_LAMBDA)
+	$(VENV_LAMBDA)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV_LAMBDA)/bin/python -m pip install --quiet -r requirements-dev.txt
+	@touch $@
+
+test-lambda-python: node_modules/.installed ## the unit and integration tiers on Python 3.13
+	@if [ -n "$(PYTHON_LAMBDA)" ]; then \
+		$(MAKE) --no-print-directory $(VENV_LAMBDA)/.installed && \
+		$(VENV_LAMBDA)/bin/python -m pytest -q tests/unit tests/integration; \
+	else echo "==> skipped the Python 3.13 run: no Python 3.13 on this machine"; fi
 
 lint: $(VENV)/.installed ## ruff and mypy
 	$(VENV)/bin/ruff check .
