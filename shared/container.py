@@ -121,3 +121,21 @@ class Container:
         if self.settings.billing_function_name:
             return LambdaBillingRunner(self.aws.lambda_, self.settings.billing_function_name).run(payload)
         return self.billing_service.close_day(period, trigger="admin").model_dump(mode="json")
+
+
+class FunctionServices:
+    """A function's container: built from the environment on first use, once per process.
+
+    Tests and the local runtime call `configure` with their own, so nothing reads the environment at import.
+    """
+
+    def __init__(self) -> None:
+        self._container: Container | None = None
+
+    def configure(self, container: Container) -> None:
+        self._container = container
+
+    def get(self) -> Container:
+        if self._container is None:
+            self._container = Container(load_settings())
+        return self._container

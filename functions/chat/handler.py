@@ -9,15 +9,17 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from mangum import Mangum
 
 from functions.chat.app import create_app
-from shared.container import Container, load_settings
+from shared.container import Container, FunctionServices
 from shared.observability import logger, metrics, tracer
 
+services = FunctionServices()
 _asgi: Mangum | None = None
 
 
 def configure(container: Container) -> None:
     """Build the app around `container` (tests and the local runtime pass their own)."""
     global _asgi
+    services.configure(container)
     _asgi = Mangum(create_app(container), lifespan="off")
 
 
@@ -26,6 +28,6 @@ def configure(container: Container) -> None:
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if _asgi is None:
-        configure(Container(load_settings()))
+        configure(services.get())
     assert _asgi is not None
     return _asgi(event, context)  # type: ignore[arg-type]

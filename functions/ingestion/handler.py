@@ -11,23 +11,12 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.container import Container, load_settings
+from shared.container import FunctionServices
 from shared.observability import logger, metrics, tracer
 
 processor = BatchProcessor(event_type=EventType.SQS)
-_container: Container | None = None
-
-
-def configure(container: Container) -> None:
-    global _container
-    _container = container
-
-
-def _services() -> Container:
-    if _container is None:
-        configure(Container(load_settings()))
-    assert _container is not None
-    return _container
+services = FunctionServices()
+configure = services.configure  # tests and the local runtime pass their own container
 
 
 def object_keys(body: str) -> list[str]:
@@ -39,7 +28,7 @@ def object_keys(body: str) -> list[str]:
 @tracer.capture_method
 def record_handler(record: SQSRecord) -> None:
     for key in object_keys(record.body):
-        outcome = _services().document_service.ingest(key)
+        outcome = services.get().document_service.ingest(key)
         logger.info("ingested", extra={"key": key, "outcome": outcome.value})
 
 

@@ -9,30 +9,19 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.container import Container, load_settings
+from shared.container import FunctionServices
 from shared.metering import parse_event
 from shared.observability import logger, metrics, tracer
 
 processor = BatchProcessor(event_type=EventType.SQS)
-_container: Container | None = None
-
-
-def configure(container: Container) -> None:
-    global _container
-    _container = container
-
-
-def _services() -> Container:
-    if _container is None:
-        configure(Container(load_settings()))
-    assert _container is not None
-    return _container
+services = FunctionServices()
+configure = services.configure  # tests and the local runtime pass their own container
 
 
 @tracer.capture_method
 def record_handler(record: SQSRecord) -> None:
     event = parse_event(record.body)
-    counted = _services().metering.meter(event)
+    counted = services.get().metering.meter(event)
     logger.debug("metered", extra={"event_id": event.event_id, "counted": counted})
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from shared.data.dynamo import from_item, is_condition_failure, query_all, to_item, values
+from shared.data.dynamo import attributes, from_item, is_condition_failure, query_all, to_item, values
 from shared.ids import new_id
 from shared.models import BillingRun, Invoice
 
@@ -62,16 +62,12 @@ class BillingRepository:
             ScanIndexForward=False,
             Limit=limit,
         )
-        return [BillingRun.model_validate(_strip(from_item(item))) for item in response.get("Items", [])]
+        return [BillingRun.model_validate(attributes(from_item(item))) for item in response.get("Items", [])]
 
 
 def _dump(invoice: Invoice) -> dict[str, Any]:
     return invoice.model_dump(mode="json")
 
 
-def _strip(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in item.items() if k not in ("pk", "sk")}
-
-
 def _invoice(item: dict[str, Any]) -> Invoice:
-    return Invoice.model_validate(_strip(item))
+    return Invoice.model_validate(attributes(item))

@@ -7,7 +7,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from shared.data.dynamo import batch_write, from_item, is_condition_failure, query_all, to_item, values
+from shared.data.dynamo import attributes, batch_write, from_item, is_condition_failure, query_all, to_item, values
 from shared.errors import NotFound
 from shared.models import Chunk, Document, DocumentStatus
 
@@ -89,7 +89,7 @@ class DocumentRepository:
             KeyConditionExpression="pk = :tenant AND begins_with(sk, :prefix)",
             ExpressionAttributeValues=values(tenant=tenant_id, prefix=CHUNK_PREFIX),
         )
-        return [Chunk.model_validate(_strip(item)) for item in items]
+        return [Chunk.model_validate(attributes(item)) for item in items]
 
     def _chunk_items(self, tenant_id: str, document_id: str) -> list[dict[str, Any]]:
         return list(
@@ -103,11 +103,7 @@ class DocumentRepository:
         )
 
 
-def _strip(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in item.items() if k not in ("pk", "sk")}
-
-
 def _document(item: dict[str, Any]) -> Document:
-    values_ = _strip(item)
+    values_ = attributes(item)
     values_["reason"] = values_.get("reason") or None
     return Document.model_validate(values_)

@@ -24,6 +24,11 @@ def from_item(item: dict[str, Any]) -> dict[str, Any]:
     return {k: int(v) if type(v).__name__ == "Decimal" else v for k, v in values.items()}
 
 
+def attributes(item: dict[str, Any]) -> dict[str, Any]:
+    """An item without its table keys: what a record model is built from."""
+    return {k: v for k, v in item.items() if k not in ("pk", "sk")}
+
+
 def values(**kwargs: Any) -> dict[str, Any]:
     """ExpressionAttributeValues from keyword arguments: values(tenant="t1") -> {":tenant": {"S": "t1"}}."""
     return {f":{k}": _serializer.serialize(v) for k, v in kwargs.items()}
@@ -31,23 +36,21 @@ def values(**kwargs: Any) -> dict[str, Any]:
 
 def query_all(client: Any, **params: Any) -> Iterator[dict[str, Any]]:
     """Every item of a query, following LastEvaluatedKey."""
-    while True:
-        page = client.query(**params)
-        for item in page.get("Items", []):
-            yield from_item(item)
-        if "LastEvaluatedKey" not in page:
-            return
-        params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return _all_pages(client.query, params)
 
 
 def scan_all(client: Any, **params: Any) -> Iterator[dict[str, Any]]:
+    return _all_pages(client.scan, params)
+
+
+def _all_pages(operation: Any, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
     while True:
-        page = client.scan(**params)
+        page = operation(**params)
         for item in page.get("Items", []):
             yield from_item(item)
         if "LastEvaluatedKey" not in page:
             return
-        params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        params = {**params, "ExclusiveStartKey": page["LastEvaluatedKey"]}
 
 
 def is_condition_failure(error: ClientError) -> bool:

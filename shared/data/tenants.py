@@ -7,7 +7,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from shared.data.dynamo import from_item, is_condition_failure, query_all, scan_all, to_item, values
+from shared.data.dynamo import attributes, from_item, is_condition_failure, query_all, scan_all, to_item, values
 from shared.errors import Conflict, NotFound
 from shared.models import ApiKey, Tenant
 
@@ -85,13 +85,9 @@ class TenantRepository:
             raise
 
 
-def _strip(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in item.items() if k not in ("pk", "sk")}
-
-
 def _tenant(item: dict[str, Any]) -> Tenant:
-    return Tenant.model_validate(_strip(item))
+    return Tenant.model_validate(attributes(item))
 
 
 def _key(item: dict[str, Any]) -> ApiKey:
-    return ApiKey.model_validate(_strip(item))
+    return ApiKey.model_validate(attributes(item))
