@@ -11,6 +11,7 @@ from fastapi import Depends, Header, Request
 from shared.container import Container
 from shared.errors import NotFound
 from shared.models import ID_PATTERN, Principal
+from shared.observability import logger
 
 _ID = re.compile(ID_PATTERN)
 
@@ -32,7 +33,9 @@ def principal(
     authorization: Annotated[str | None, Header()] = None,
     x_api_key: Annotated[str | None, Header()] = None,
 ) -> Principal:
-    return services.authenticator.tenant(_presented_key(authorization, x_api_key))
+    caller = services.authenticator.tenant(_presented_key(authorization, x_api_key))
+    logger.append_keys(tenant_id=caller.tenant_id, key_id=caller.key_id)  # every log line of the request says whose
+    return caller
 
 
 def admin(
