@@ -1,0 +1,122 @@
+"""The four Lambda functions of shared.resources.FUNCTIONS, each with its own least-privilege role.
+
+What a function may touch is read from its FunctionSpec: the same spec fields give it both the permission on a
+resource and the environment variable that tells the code where that resource is.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from layers.build_layer import layer_dir
+from shared.resources import DOCUMENTS_BUCKET, FUNCTIONS, FunctionSpec, queue_by_id, table_by_id
+from stacks.data import Tables
+from stacks.function_bundle import function_code_dir
+from stacks.lambda_defaults import PythonFunctionFactory, dependency_layer
+from stacks.messaging import Queues
+from stacks.secrets import SECRETS_BY_FUNCTION, Secrets
+from stacks.stage_config import StageConfig
+
+# The function behind the HTTP API: the one whose cold starts users feel, so the one SnapStart is for.
+API_FUNCTION = "chat"
+LIVE_ALIAS = "live"
+
+
+def invoke_env_var(function_id: str) -> str:
+    """The variable that names a function another one calls, e.g. DOCUCHAT_BILLING_FUNCTION_NAME."""
+    return f"DOCUCHAT_{function_id.upper()}_FUNCTION_NAME"
+
+
+class Functions(Construct):
+    """`by_id` maps a FunctionSpec id to its function; `api_handler` is what the HTTP API invokes."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        stage: StageConfig,
+        tables: Tables,
+        queues: Queues,
+        bucket: s3.IBucket,
+        secrets: Secrets,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._stage = stage
+        self._tables = tables
+        self._queues = queues
+        self._bucket = bucket
+        self._secrets = secrets
+        factory = PythonFunctionFactory(
+            stage=stage,
+            code=lambda_.Code.from_asset(str(function_code_dir())),
+            layer=dependency_layer(self, "DependencyLayer", str(layer_dir())),
+        )
+        self.by_id: dict[str, lambda_.Function] = {
+            spec.id: factory.create(
+                self,
+                spec.id,
+                handler=spec.handler,
+                environment=self._environment(spec),
+                snap_start=stage.snap_start and spec.id == API_FUNCTION,
+            )
+            for spec in FUNCTIONS.values()
+        }
+        for spec in FUNCTIONS.values():
+            self._grant(spec, self.by_id[spec.id])
+        self.api_handler: lambda_.IFunction = self._api_handler()
+
+    def _environment(self, spec: FunctionSpec) -> dict[str, str]:
+        """The environment for `spec`; `_grant` gives access to exactly the resources named here."""
+        environment = self._stage.runtime_environment()
+        for table_id in (*spec.reads, *spec.writes):
+            environment[table_by_id(table_id).env_var] = self._tables.by_id[table_id].table_name
+        for queue_id in spec.sends_to:
+            environment[queue_by_id(queue_id).env_var] = self._queues.by_id[queue_id].queue.queue_url
+        if spec.bucket_access != "none":
+            environment[DOCUMENTS_BUCKET.env_var] = self._bucket.bucket_name
+        for env_var in SECRETS_BY_FUNCTION.get(spec.id, ()):
+            environment[env_var] = self._secrets.by_env_var[env_var].secret_arn
+        # Names of the functions it invokes are set by _grant, once every function exists.
+        return environment
+
+    def _grant(self, spec: FunctionSpec, function: lambda_.Function) -> None:
+        for table_id in spec.reads:
+            if table_id not in spec.writes:
+                self._tables.by_id[table_id].grant_read_data(function)
+        for table_id in spec.writes:
+            self._tables.by_id[table_id].grant_read_write_data(function)
+        for queue_id in spec.sends_to:
+            self._queues.by_id[queue_id].queue.grant_send_messages(function)
+        if spec.bucket_access == "read":
+            self._bucket.grant_read(function)
+        elif spec.bucket_access == "read_write":
+            self._bucket.grant_read_write(function)
+        for env_var in SECRETS_BY_FUNCTION.get(spec.id, ()):
+            self._secrets.by_env_var[env_var].grant_read(function)
+        if spec.sends_email:
+            function.add_to_role_policy(self._send_email_statement())
+        for target_id in spec.invokes:
+            target = self.by_id[target_id]
+            target.grant_invoke(function)
+            function.add_environment(invoke_env_var(target_id), target.function_name)
+
+    def _send_email_statement(self) -> iam.PolicyStatement:
+        """SES sending, only as the stage's billing sender (SES checks the identity the sender belongs to)."""
+        stack = Stack.of(self)
+        return iam.PolicyStatement(
+            actions=["ses:SendEmail", "ses:SendRawEmail"],
+            resources=[stack.format_arn(service="ses", resource="identity", resource_name="*")],
+            conditions={"StringEquals": {"ses:FromAddress": self._stage.mail_sender}},
+        )
+
+    def _api_handler(self) -> lambda_.IFunction:
+        """With SnapStart the API must call a published version (snapshots exist only there), via an alias."""
+        function = self.by_id[API_FUNCTION]
+        if not self._stage.snap_start:
+            return function
+        return lambda_.Alias(self, "ChatLiveAlias", alias_name=LIVE_ALIAS, version=function.current_version)

@@ -1,0 +1,98 @@
+"""DocuChat's stacks for one stage: the data that must outlive deployments, and the service that uses it.
+
+docs/decisions/0002-cdk-stack-layout.md says why there are two stacks and why the references between them
+only ever point from Service to Data.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import App, CrossStackReferences, Environment, ReferenceStrength, Stack, Tags
+from constructs import Construct
+
+from shared.resources import DOCUMENTS_BUCKET
+from stacks.api import ChatApi
+from stacks.compute import Functions
+from stacks.data import Tables
+from stacks.messaging import Queues, subscribe_consumers
+from stacks.monitoring import Monitoring
+from stacks.schedule import NightlyBilling
+from stacks.secrets import Secrets
+from stacks.stage_config import StageConfig
+from stacks.storage import DocumentsBucket
+
+# Where Zibal sends a payer back to: the API's own URL, known only once the API exists.
+PUBLIC_BASE_URL_ENV = "DOCUCHAT_PUBLIC_BASE_URL"
+
+
+def stack_name(stage: StageConfig, part: str) -> str:
+    return f"DocuChat-{stage.name}-{part}"
+
+
+class DataStack(Stack):
+    """Tables, queues, the documents bucket and secrets: what a redeploy of the service must never touch."""
+
+    def __init__(self, scope: Construct, *, stage: StageConfig, env: Environment) -> None:
+        super().__init__(
+            scope,
+            stack_name(stage, "Data"),
+            env=env,
+            description=f"DocuChat {stage.name}: tables, queues, documents bucket, secrets",
+            termination_protection=stage.retain_data,
+        )
+        self.tables = Tables(self, "Tables", stage=stage)
+        self.queues = Queues(self, "Queues", stage=stage)
+        self.documents = DocumentsBucket(
+            self, "Documents", stage=stage, notify_queue=self.queues.by_id[DOCUMENTS_BUCKET.notify_queue].queue
+        )
+        self.secrets = Secrets(self, "Secrets", stage=stage)
+
+
+class ServiceStack(Stack):
+    """The functions, the HTTP API, the nightly schedule, alarms and dashboard."""
+
+    def __init__(self, scope: Construct, *, stage: StageConfig, env: Environment, data: DataStack) -> None:
+        super().__init__(
+            scope,
+            stack_name(stage, "Service"),
+            env=env,
+            description=f"DocuChat {stage.name}: functions, HTTP API, billing schedule, monitoring",
+        )
+        # Exports keep the Data stack from being deleted while this stack uses it (see the decision record).
+        CrossStackReferences.of(self).consume(ReferenceStrength.STRONG)
+        self.functions = Functions(
+            self,
+            "Functions",
+            stage=stage,
+            tables=data.tables,
+            queues=data.queues,
+            bucket=data.documents.bucket,
+            secrets=data.secrets,
+        )
+        subscribe_consumers(data.queues, self.functions.by_id)
+        self.api = ChatApi(self, "Api", stage=stage, handler=self.functions.api_handler)
+        billing = self.functions.by_id["billing"]
+        billing.add_environment(PUBLIC_BASE_URL_ENV, self.api.base_url)
+        self.nightly_billing = NightlyBilling(self, "NightlyBilling", stage=stage, billing=billing)
+        self.monitoring = Monitoring(
+            self,
+            "Monitoring",
+            stage=stage,
+            http_api=self.api.http_api,
+            functions=self.functions.by_id,
+            queues={queue_id: item.queue for queue_id, item in data.queues.by_id.items()},
+            dead_letter_queues={
+                **{queue_id: item.dead_letter_queue for queue_id, item in data.queues.by_id.items()},
+                "billing-schedule": self.nightly_billing.dead_letter_queue,
+            },
+        )
+
+
+def add_stage(app: App, stage: StageConfig, account: str | None = None) -> tuple[DataStack, ServiceStack]:
+    """Both stacks of `stage`, tagged with it. `account` is used when the stage config names none."""
+    env = Environment(account=stage.account or account, region=stage.region)
+    data = DataStack(app, stage=stage, env=env)
+    service = ServiceStack(app, stage=stage, env=env, data=data)
+    for stack in (data, service):
+        Tags.of(stack).add("project", "docuchat")
+        Tags.of(stack).add("stage", stage.name)
+    return data, service

@@ -1,0 +1,38 @@
+"""The documents bucket: private, TLS only, and announcing every new upload to the ingestion queue."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_notifications as s3_notifications
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from shared.resources import DOCUMENTS_BUCKET
+from stacks.retention import removal_policy
+from stacks.stage_config import StageConfig
+
+
+class DocumentsBucket(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, stage: StageConfig, notify_queue: sqs.IQueue) -> None:
+        super().__init__(scope, construct_id)
+        self.bucket = s3.Bucket(
+            self,
+            "Bucket",
+            bucket_name=DOCUMENTS_BUCKET.physical_name(stage.name, Stack.of(self).account),
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            enforce_ssl=True,
+            # Documents are immutable uploads with their own ids; old versions would only cost money.
+            versioned=False,
+            removal_policy=removal_policy(stage),
+            # A stage that does not keep its data must be deletable even with documents in it.
+            auto_delete_objects=not stage.retain_data,
+            # Presigned uploads that never finish would otherwise be stored (and billed) forever.
+            lifecycle_rules=[s3.LifecycleRule(abort_incomplete_multipart_upload_after=Duration.days(7))],
+        )
+        self.bucket.add_event_notification(
+            s3.EventType.OBJECT_CREATED,
+            s3_notifications.SqsDestination(notify_queue),
+            s3.NotificationKeyFilter(prefix=DOCUMENTS_BUCKET.notify_prefix),
+        )
