@@ -1,0 +1,161 @@
+"""The four functions: runtime and defaults, their own roles, their environment and least-privilege grants."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.resources import DOCUMENTS_BUCKET, FUNCTIONS, FunctionSpec, queue_by_id, table_by_id
+from stacks.compute import invoke_env_var
+from stacks.docuchat import PUBLIC_BASE_URL_ENV
+from tests.infrastructure.synthesized import SynthesizedStage, actions_of, props
+
+FUNCTION_IDS = sorted(FUNCTIONS)
+TABLE_WRITE_ACTIONS = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}
+S3_WRITE_ACTIONS = {"s3:PutObject", "s3:DeleteObject*"}
+# Written out here rather than imported, so a change to who reads which secret has to change this test too.
+SECRETS_BY_FUNCTION = {
+    "chat": ("DOCUCHAT_OPENAI_SECRET_ARN", "DOCUCHAT_ADMIN_KEY_SECRET_ARN"),
+    "billing": ("DOCUCHAT_ZIBAL_MERCHANT_SECRET_ARN",),
+}
+
+
+def test_there_are_exactly_the_four_functions_of_the_specs(synthesized: SynthesizedStage) -> None:
+    # Then: the DocuChat functions are those of shared.resources, each with its spec's handler
+    ours = {
+        props(f)["FunctionName"]: props(f)["Handler"]
+        for f in synthesized.of_type("AWS::Lambda::Function").values()
+        if str(props(f).get("FunctionName", "")).startswith("docuchat-")
+    }
+    assert ours == {f"docuchat-{synthesized.stage.name}-{spec.id}": spec.handler for spec in FUNCTIONS.values()}
+
+
+@pytest.mark.parametrize("function_id", FUNCTION_IDS)
+def test_each_function_gets_the_shared_lambda_defaults(synthesized: SynthesizedStage, function_id: str) -> None:
+    # Given
+    stage = synthesized.stage
+    layer_id, _ = synthesized.one_of_type("AWS::Lambda::LayerVersion")
+    # When
+    _, function = synthesized.function(function_id)
+    properties = props(function)
+    # Then
+    assert properties["Runtime"] == "python3.13"
+    assert properties["Architectures"] == ["arm64"]
+    assert properties["TracingConfig"] == {"Mode": "Active"}
+    assert properties["LoggingConfig"]["LogFormat"] == "JSON"
+    assert synthesized.targets(properties["Layers"]) == {layer_id}
+    assert properties["MemorySize"] == stage.functions[function_id].memory_mb
+    assert properties["Timeout"] == stage.functions[function_id].timeout_seconds
+    assert properties["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"] == function_id
+    log_group = synthesized.resources[synthesized.target(properties["LoggingConfig"]["LogGroup"])]
+    assert props(log_group)["RetentionInDays"] == stage.log_retention_days
+
+
+def test_the_layer_is_for_python_3_13_on_arm64(synthesized: SynthesizedStage) -> None:
+    _, layer = synthesized.one_of_type("AWS::Lambda::LayerVersion")
+    assert props(layer)["CompatibleRuntimes"] == ["python3.13"]
+    assert props(layer)["CompatibleArchitectures"] == ["arm64"]
+
+
+def test_each_function_has_its_own_role(synthesized: SynthesizedStage) -> None:
+    # When
+    roles = {fid: synthesized.target(props(synthesized.function(fid)[1])["Role"]) for fid in FUNCTION_IDS}
+    # Then: four different roles, each assumable by Lambda
+    assert len(set(roles.values())) == len(FUNCTION_IDS), roles
+    for role_id in roles.values():
+        trust = props(synthesized.resources[role_id])["AssumeRolePolicyDocument"]["Statement"]
+        assert [s["Principal"] for s in trust] == [{"Service": "lambda.amazonaws.com"}]
+
+
+def _expected_environment(spec: FunctionSpec, synthesized: SynthesizedStage) -> set[str]:
+    names = {*synthesized.stage.runtime_environment(), "POWERTOOLS_SERVICE_NAME"}
+    names |= {table_by_id(t).env_var for t in (*spec.reads, *spec.writes)}
+    names |= {queue_by_id(q).env_var for q in spec.sends_to}
+    names |= {DOCUMENTS_BUCKET.env_var} if spec.bucket_access != "none" else set()
+    names |= {invoke_env_var(target) for target in spec.invokes}
+    names |= set(SECRETS_BY_FUNCTION.get(spec.id, ()))
+    names |= {PUBLIC_BASE_URL_ENV} if spec.id == "billing" else set()
+    return names
+
+
+@pytest.mark.parametrize("function_id", FUNCTION_IDS)
+def test_each_function_gets_exactly_the_environment_its_spec_implies(
+    synthesized: SynthesizedStage, function_id: str
+) -> None:
+    # Given
+    spec = FUNCTIONS[function_id]
+    # When
+    variables = props(synthesized.function(function_id)[1])["Environment"]["Variables"]
+    # Then: the names, and every value that points at a resource points at the right one
+    assert set(variables) == _expected_environment(spec, synthesized)
+    for name, value in synthesized.stage.runtime_environment().items():
+        assert variables[name] == value
+    for table_id in (*spec.reads, *spec.writes):
+        assert synthesized.target(variables[table_by_id(table_id).env_var]) == synthesized.table(table_id)[0]
+    for queue_id in spec.sends_to:
+        spec_queue = queue_by_id(queue_id)
+        expected_queue = synthesized.queue(spec_queue.physical_name(synthesized.stage.name))[0]
+        assert synthesized.target(variables[spec_queue.env_var]) == expected_queue
+    for target_id in spec.invokes:
+        assert synthesized.target(variables[invoke_env_var(target_id)]) == synthesized.function(target_id)[0]
+
+
+def test_chat_and_billing_get_their_secrets_and_billing_the_public_url(synthesized: SynthesizedStage) -> None:
+    # Given
+    def secret(name: str) -> str:
+        return synthesized.with_id_prefix("AWS::SecretsManager::Secret", f"Secrets{name}")
+
+    chat = props(synthesized.function("chat")[1])["Environment"]["Variables"]
+    billing = props(synthesized.function("billing")[1])["Environment"]["Variables"]
+    api_id, _ = synthesized.one_of_type("AWS::ApiGatewayV2::Api")
+    # Then
+    assert synthesized.target(chat["DOCUCHAT_OPENAI_SECRET_ARN"]) == secret("OpenAiApiKey")
+    assert synthesized.target(chat["DOCUCHAT_ADMIN_KEY_SECRET_ARN"]) == secret("AdminApiKey")
+    assert synthesized.target(billing["DOCUCHAT_ZIBAL_MERCHANT_SECRET_ARN"]) == secret("ZibalMerchant")
+    assert billing[PUBLIC_BASE_URL_ENV] == {"Fn::GetAtt": [api_id, "ApiEndpoint"]}
+
+
+@pytest.mark.parametrize("function_id", FUNCTION_IDS)
+def test_each_role_allows_only_what_the_spec_says(synthesized: SynthesizedStage, function_id: str) -> None:
+    # Given
+    spec = FUNCTIONS[function_id]
+    stage_name = synthesized.stage.name
+    role_id = synthesized.target(props(synthesized.function(function_id)[1])["Role"])
+    # When
+    statements = synthesized.policy_statements_of_role(role_id)
+    granted: dict[str, set[str]] = {}  # action -> logical ids of the resources it is allowed on
+    for statement in statements:
+        assert statement["Effect"] == "Allow"
+        for action in actions_of(statement):
+            granted.setdefault(action, set()).update(synthesized.targets(statement["Resource"]))
+
+    # Then: no admin-style wildcards
+    assert not [a for a in granted if a == "*" or a.endswith(":*")], granted
+    # Then: tables, read-only where the spec only reads
+    tables = {t: synthesized.table(t)[0] for t in (*spec.reads, *spec.writes)}
+    assert granted.get("dynamodb:GetItem", set()) == set(tables.values())
+    for action in TABLE_WRITE_ACTIONS:
+        assert granted.get(action, set()) == {tables[t] for t in spec.writes}, action
+    # Then: queues it sends to (billing also reports failed runs to the schedule's DLQ)
+    send_targets = {synthesized.queue(queue_by_id(q).physical_name(stage_name))[0] for q in spec.sends_to}
+    if function_id == "billing":
+        send_targets.add(synthesized.queue(f"docuchat-{stage_name}-billing-schedule-dlq")[0])
+    assert granted.get("sqs:SendMessage", set()) == send_targets
+    # Then: the bucket
+    bucket_id, _ = synthesized.one_of_type("AWS::S3::Bucket")
+    assert granted.get("s3:GetObject*", set()) == ({bucket_id} if spec.bucket_access != "none" else set())
+    for action in S3_WRITE_ACTIONS:
+        assert granted.get(action, set()) == ({bucket_id} if spec.bucket_access == "read_write" else set()), action
+    # Then: exactly its secrets, email only for the sender, invoke only what it calls
+    secret_ids = {
+        synthesized.target(props(synthesized.function(function_id)[1])["Environment"]["Variables"][e])
+        for e in SECRETS_BY_FUNCTION.get(function_id, ())
+    }
+    assert granted.get("secretsmanager:GetSecretValue", set()) == secret_ids
+    assert ("ses:SendEmail" in granted) == spec.sends_email
+    assert granted.get("lambda:InvokeFunction", set()) == {synthesized.function(t)[0] for t in spec.invokes}
+
+
+def test_sending_email_is_limited_to_the_stage_sender(synthesized: SynthesizedStage) -> None:
+    role_id = synthesized.target(props(synthesized.function("billing")[1])["Role"])
+    ses = [s for s in synthesized.policy_statements_of_role(role_id) if "ses:SendEmail" in actions_of(s)]
+    assert [s["Condition"] for s in ses] == [{"StringEquals": {"ses:FromAddress": synthesized.stage.mail_sender}}]

@@ -1,0 +1,127 @@
+"""Alarms (all paging through one SNS topic) and the dashboard."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from shared.resources import FUNCTIONS, QUEUES, QueueSpec
+from stacks import monitoring
+from stacks.stage_config import metrics_namespace
+from tests.infrastructure.synthesized import Resource, SynthesizedStage, dashboard_body, props
+
+
+def _only(alarms: list[Resource]) -> dict[str, Any]:
+    assert len(alarms) == 1, f"expected one alarm, found {len(alarms)}"
+    return props(alarms[0])
+
+
+def test_alarms_page_through_one_topic(synthesized: SynthesizedStage) -> None:
+    # Given
+    topic_id, _ = synthesized.one_of_type("AWS::SNS::Topic")
+    alarms = synthesized.of_type("AWS::CloudWatch::Alarm")
+    # Then
+    assert alarms
+    for alarm in alarms.values():
+        assert synthesized.targets(props(alarm)["AlarmActions"]) == {topic_id}
+
+
+def test_the_alarm_email_is_subscribed_where_the_stage_names_one(synthesized: SynthesizedStage) -> None:
+    subscriptions = [props(s) for s in synthesized.of_type("AWS::SNS::Subscription").values()]
+    if synthesized.stage.alarm_email:
+        assert [(s["Protocol"], s["Endpoint"]) for s in subscriptions] == [("email", synthesized.stage.alarm_email)]
+    else:
+        assert subscriptions == []
+
+
+def test_api_5xx_rate_alarm(synthesized: SynthesizedStage) -> None:
+    # Given
+    api_id, _ = synthesized.one_of_type("AWS::ApiGatewayV2::Api")
+    # When
+    alarm = _only(synthesized.alarms_watching("AWS/ApiGateway", "5xx", {"ApiId": api_id}))
+    # Then: a percentage of the request count, above 5
+    queries = {q["Id"]: q for q in alarm["Metrics"]}
+    expression = next(q["Expression"] for q in queries.values() if "Expression" in q)
+    inputs = {q["Id"]: q["MetricStat"]["Metric"]["MetricName"] for q in queries.values() if "MetricStat" in q}
+    assert sorted(inputs.values()) == ["5xx", "Count"]
+    assert all(query_id in expression for query_id in inputs)
+    assert "100" in expression
+    assert alarm["Threshold"] == 5
+    assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    assert alarm["TreatMissingData"] == "notBreaching"
+
+
+def test_api_p95_latency_alarm(synthesized: SynthesizedStage) -> None:
+    api_id, _ = synthesized.one_of_type("AWS::ApiGatewayV2::Api")
+    alarm = _only(synthesized.alarms_watching("AWS/ApiGateway", "Latency", {"ApiId": api_id}))
+    assert alarm["ExtendedStatistic"] == "p95"
+    assert alarm["Threshold"] == 2000
+    assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+
+
+@pytest.mark.parametrize("function_id", sorted(FUNCTIONS))
+@pytest.mark.parametrize("metric_name", ["Errors", "Throttles"])
+def test_each_function_alarms_on_errors_and_throttles(
+    synthesized: SynthesizedStage, function_id: str, metric_name: str
+) -> None:
+    function_id_in_template, _ = synthesized.function(function_id)
+    alarm = _only(synthesized.alarms_watching("AWS/Lambda", metric_name, {"FunctionName": function_id_in_template}))
+    assert alarm["Statistic"] == "Sum"
+    assert alarm["Threshold"] == 1
+    assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert alarm["TreatMissingData"] == "notBreaching"
+
+
+@pytest.mark.parametrize("queue_spec", QUEUES, ids=lambda q: q.id)
+def test_each_dead_letter_queue_alarms_when_not_empty(synthesized: SynthesizedStage, queue_spec: QueueSpec) -> None:
+    dlq_id, _ = synthesized.queue(queue_spec.dlq_physical_name(synthesized.stage.name))
+    alarm = _only(synthesized.alarms_watching("AWS/SQS", "ApproximateNumberOfMessagesVisible", {"QueueName": dlq_id}))
+    assert alarm["Threshold"] == 1
+    assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+
+
+def test_llm_call_failures_alarm(synthesized: SynthesizedStage) -> None:
+    namespace = metrics_namespace(synthesized.stage.name)
+    alarm = _only(synthesized.alarms_watching(namespace, "LLMCallFailures", {"service": "chat"}))
+    assert alarm["Statistic"] == "Sum"
+    assert alarm["Period"] == 300
+    assert alarm["Threshold"] >= 1
+    assert alarm["TreatMissingData"] == "notBreaching"
+
+
+def test_billing_run_failed_alarm(synthesized: SynthesizedStage) -> None:
+    namespace = metrics_namespace(synthesized.stage.name)
+    alarm = _only(synthesized.alarms_watching(namespace, "BillingRunFailed", {"service": "billing"}))
+    assert alarm["Statistic"] == "Sum"
+    assert alarm["Threshold"] == 1
+    assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+
+
+def test_the_dashboard_shows_api_functions_queues_and_custom_metrics(synthesized: SynthesizedStage) -> None:
+    body = dashboard_body(synthesized)
+    for shown in (
+        "AWS/ApiGateway",
+        '\\"Count\\"',
+        '\\"Latency\\"',
+        '\\"5xx\\"',
+        '\\"Errors\\"',
+        '\\"Duration\\"',
+        "ApproximateNumberOfMessagesVisible",
+        "TokensMetered",
+        "ChatRequests",
+        "LLMCallFailures",
+        metrics_namespace(synthesized.stage.name),
+    ):
+        assert shown in body, shown
+
+
+def test_alarmed_metric_names_are_the_ones_the_code_emits() -> None:
+    # Given the names the functions emit (shared.observability)
+    from shared import observability
+
+    # Then the stacks watch the same names
+    assert monitoring.LLM_CALL_FAILURES == observability.LLM_CALL_FAILURES
+    assert monitoring.BILLING_RUN_FAILED == observability.BILLING_RUN_FAILED
+    assert monitoring.TOKENS_METERED == observability.TOKENS_METERED
+    assert monitoring.CHAT_REQUESTS == observability.CHAT_REQUESTS
