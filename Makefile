@@ -12,6 +12,7 @@ PYTHON_LAMBDA ?= $(shell for c in python3.13 $$(pyenv root 2>/dev/null)/versions
 VENV_LAMBDA := .venv-py313
 PYTEST := $(PY) -m pytest
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help install dev test test-unit test-integration test-infrastructure test-e2e test-lambda-python lint synth layer bench clean

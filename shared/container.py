@@ -23,7 +23,7 @@ from shared.documents import DocumentService
 from shared.ids import utc_now
 from shared.llm import build_responder
 from shared.metering import MeteringService
-from shared.settings import Settings
+from shared.settings import UNSET_SECRET, Settings
 
 CALLBACK_PATH = "/v1/payments/zibal/callback"
 
@@ -35,7 +35,10 @@ def load_settings(**overrides: Any) -> Settings:
     if not any(arns):
         return settings
     reader = SecretReader(AwsClients(settings).secrets)
-    openai_key, admin_key, merchant = (reader.read(arn) if arn else None for arn in arns)
+    # A secret still holding the deploy-time placeholder counts as unset: no key means the extractive responder.
+    openai_key, admin_key, merchant = (
+        value if arn and (value := reader.read(arn)) != UNSET_SECRET else None for arn in arns
+    )
     settings = settings.with_secrets(openai_api_key=openai_key, admin_api_key=admin_key)
     return settings.model_copy(update={"zibal_merchant": merchant}) if merchant else settings
 

@@ -14,6 +14,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from shared import resources
 
 
+# What a deploy puts into a secret an operator must still fill in (CloudFormation refuses empty secrets).
+UNSET_SECRET = "set-after-deploy"
+
+
 def _env(*names: str) -> AliasChoices:
     return AliasChoices(*names)
 

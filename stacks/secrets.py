@@ -9,6 +9,7 @@ from aws_cdk import CfnOutput, SecretValue
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from shared.settings import UNSET_SECRET
 from stacks.retention import removal_policy
 from stacks.stage_config import StageConfig
 
@@ -22,8 +23,8 @@ SECRETS_BY_FUNCTION: dict[str, tuple[str, ...]] = {
     "billing": (ZIBAL_MERCHANT_SECRET_ENV,),
 }
 
-# Put in at deploy time and replaced by an operator; the CfnOutputs below say how.
-OPENAI_KEY_PLACEHOLDER = "set-after-deploy"
+# Put in at deploy time and replaced by an operator; the CfnOutputs below say how. The functions treat it as unset.
+OPENAI_KEY_PLACEHOLDER = UNSET_SECRET
 # Zibal's public sandbox merchant: payments work end to end but move no money until the real id is set.
 ZIBAL_SANDBOX_MERCHANT = "zibal"
 

@@ -19,6 +19,7 @@ os.environ.update(
         "POWERTOOLS_METRICS_NAMESPACE": "DocuChat/test",
         "POWERTOOLS_SERVICE_NAME": "docuchat-tests",
         "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1",
+        "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
     }
 )
 for leaked in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "DOCUCHAT_ADMIN_KEY", "DOCUCHAT_STAGE"):
