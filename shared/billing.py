@@ -1,25 +1,39 @@
-"""Billing: close a day into one invoice per tenant, request its payment link, email it.
+"""Billing: close a day into one invoice per tenant, request its payment link, email it, each once.
 
-Each step leaves its result on the invoice before the next one starts, so a re-run picks up where a
-failed run stopped and never repeats a finished step (exactly-once hardening is issue 3's work).
+For each tenant: close the day (from then on its events are metered as late usage), read the day's
+counters consistently, and create the invoice with a conditional write. The payment request and the
+email are each reserved with a lease on the invoice before they are made and recorded right after, so
+re-runs, the scheduler's retries and double invocations never repeat them.
 """
 
 from __future__ import annotations
 
 import math
-from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from shared.data.billing import BillingRepository
 from shared.data.tenants import TenantRepository
 from shared.data.usage import UsageRepository
 from shared.data.zibal import MIN_AMOUNT_RIALS, GatewayUnavailable, PaymentRejected, PaymentRequest
-from shared.errors import NotFound
 from shared.metering import billing_day
-from shared.models import BillingRun, BillingRunStatus, Invoice, InvoiceLine, InvoiceStatus, UsageCounter
+from shared.models import (
+    BillingRun,
+    BillingRunStatus,
+    Invoice,
+    InvoiceLine,
+    InvoiceStatus,
+    LateUsage,
+    LineKind,
+    ModelPrice,
+    Tenant,
+    UsageCounter,
+)
 from shared.observability import BILLING_RUN_FAILED, INVOICES_CREATED, logger, metrics
+
+# How long a run may hold a step before another run may assume it died and take over.
+STEP_LEASE = timedelta(minutes=10)
 
 
 class PaymentGateway(Protocol):
@@ -32,30 +46,60 @@ class MailSender(Protocol):
     def send(self, to: str, subject: str, body: str) -> str: ...
 
 
-class PriceTable:
-    """Tomans per 1,000 tokens by model; 'default' prices any model not listed."""
+def parse_prices(raw: dict[str, Any]) -> dict[str, ModelPrice]:
+    """{"default": 20, "gpt-4o": {"input": 10, "output": 40}}: a number prices input and output alike."""
+    prices = {
+        model: ModelPrice(input=p, output=p) if isinstance(p, int) else ModelPrice.model_validate(p)
+        for model, p in raw.items()
+    }
+    if "default" not in prices:
+        raise ValueError("a price table needs a 'default' entry")
+    return prices
 
-    def __init__(self, prices: dict[str, int]) -> None:
+
+class PriceTable:
+    """Tomans per 1,000 tokens by model; a tenant's own prices replace the stage's."""
+
+    def __init__(self, prices: dict[str, ModelPrice]) -> None:
         self._prices = prices
 
-    def price(self, model: str) -> int:
+    def for_tenant(self, tenant: Tenant) -> PriceTable:
+        return PriceTable({**self._prices, **tenant.prices}) if tenant.prices else self
+
+    def price(self, model: str) -> ModelPrice:
         return self._prices.get(model, self._prices["default"])
 
-    def line(self, counter: UsageCounter) -> InvoiceLine:
+    def line(self, kind: LineKind, usage_day: date, counter: UsageCounter | LateUsage) -> InvoiceLine:
         price = self.price(counter.model)
+        thousandths = counter.input_tokens * price.input + counter.output_tokens * price.output
         return InvoiceLine(
+            kind=kind,
+            usage_day=usage_day,
             model=counter.model,
             input_tokens=counter.input_tokens,
             output_tokens=counter.output_tokens,
             tokens=counter.total_tokens,
-            price_tomans_per_1k=price,
-            # Whole Tomans, rounded up: a started thousand tokens is charged pro rata, never for free.
-            amount_tomans=math.ceil(counter.total_tokens * price / 1000),
+            events=counter.events,
+            input_price=price.input,
+            output_price=price.output,
+            # Whole Tomans, rounded up per line: a started thousand tokens is charged pro rata, never free.
+            amount_tomans=math.ceil(thousandths / 1000),
         )
 
 
 def invoice_id_for(tenant_id: str, period: date) -> str:
     return f"inv-{tenant_id}-{period.strftime('%Y%m%d')}"
+
+
+def parse_invoice_id(invoice_id: str) -> tuple[str, date] | None:
+    """(tenant id, period) of an invoice id, or None for anything else."""
+    parts = invoice_id.split("-")
+    if len(parts) != 3 or parts[0] != "inv" or len(parts[2]) != 8 or not parts[2].isdigit():
+        return None
+    try:
+        return parts[1], datetime.strptime(parts[2], "%Y%m%d").date()
+    except ValueError:
+        return None
 
 
 def previous_day(now: datetime, timezone: str) -> date:
@@ -86,25 +130,26 @@ class BillingService:
 
     def close_day(self, period: date, trigger: str) -> BillingRun:
         started = self._clock()
-        by_tenant: dict[str, list[UsageCounter]] = defaultdict(list)
-        for counter in self._usage.counters_for_day(period):
-            by_tenant[counter.tenant_id].append(counter)
-        created = existing = 0
+        created = existing = billed = 0
         errors: list[str] = []
-        for tenant_id, counters in sorted(by_tenant.items()):
+        for tenant in self._tenants.list_tenants():
             try:
-                if self._bill_tenant(tenant_id, period, counters):
-                    created += 1
-                else:
-                    existing += 1
+                outcome = self._bill_tenant(tenant, period)
             except Exception as error:  # one tenant's failure must not stop the others' invoices
-                logger.exception("billing a tenant failed", extra={"tenant_id": tenant_id, "period": str(period)})
-                errors.append(f"{tenant_id}: {type(error).__name__}: {error}")
+                logger.exception(
+                    "billing a tenant failed", extra={"tenant_id": tenant.tenant_id, "period": str(period)}
+                )
+                errors.append(f"{tenant.tenant_id}: {type(error).__name__}: {error}")
+                continue
+            if outcome is not None:
+                billed += 1
+                created += outcome
+                existing += not outcome
         run = BillingRun(
             period=period,
             status=BillingRunStatus.FAILED if errors else BillingRunStatus.SUCCEEDED,
             trigger=trigger,
-            tenants=len(by_tenant),
+            tenants=billed,
             invoices_created=created,
             invoices_existing=existing,
             errors=tuple(errors),
@@ -120,27 +165,35 @@ class BillingService:
     def runs(self) -> list[BillingRun]:
         return self._billing.list_runs()
 
-    def _bill_tenant(self, tenant_id: str, period: date, counters: Iterable[UsageCounter]) -> bool:
-        """Invoice one tenant for the period; True when the invoice is new."""
-        invoice = self._draft(tenant_id, period, counters)
+    def _bill_tenant(self, tenant: Tenant, period: date) -> bool | None:
+        """Invoice one tenant for the period: True when new, False when it existed, None without usage."""
+        self._usage.close_day(tenant.tenant_id, period, self._clock())
+        counters, late = self._usage.billable(tenant.tenant_id, period)
+        invoice = self._draft(tenant, period, counters, late)
+        if invoice is None:
+            return None
         created = self._billing.create_invoice(invoice)
-        if not created:
-            stored = self._billing.get_invoice(tenant_id, invoice.invoice_id)
-            if stored is None:
-                raise NotFound(f"invoice {invoice.invoice_id} vanished")
-            invoice = stored
-        invoice = self._request_payment(invoice)
-        self._send_email(invoice)
+        stored = invoice if created else self._billing.get_invoice(tenant.tenant_id, invoice.invoice_id)
+        if stored is None:
+            raise RuntimeError(f"invoice {invoice.invoice_id} vanished")
+        stored = self._request_payment(stored)
+        self._send_email(stored, tenant)
         return created
 
-    def _draft(self, tenant_id: str, period: date, counters: Iterable[UsageCounter]) -> Invoice:
-        lines = tuple(self._prices.line(c) for c in sorted(counters, key=lambda c: c.model))
+    def _draft(
+        self, tenant: Tenant, period: date, counters: list[UsageCounter], late: list[LateUsage]
+    ) -> Invoice | None:
+        prices = self._prices.for_tenant(tenant)
+        lines = [prices.line(LineKind.USAGE, period, c) for c in counters]
+        lines += [prices.line(LineKind.LATE, entry.event_day, entry) for entry in late]
+        if not lines:
+            return None
         amount = sum(line.amount_tomans for line in lines)
         return Invoice(
-            invoice_id=invoice_id_for(tenant_id, period),
-            tenant_id=tenant_id,
+            invoice_id=invoice_id_for(tenant.tenant_id, period),
+            tenant_id=tenant.tenant_id,
             period=period,
-            lines=lines,
+            lines=tuple(lines),
             total_tokens=sum(line.tokens for line in lines),
             amount_tomans=amount,
             status=InvoiceStatus.OPEN if amount > 0 else InvoiceStatus.NOTHING_DUE,
@@ -148,42 +201,55 @@ class BillingService:
         )
 
     def _request_payment(self, invoice: Invoice) -> Invoice:
-        if invoice.status != InvoiceStatus.OPEN or invoice.payment_track_id:
+        """Ask Zibal for a payment link once; the trackId is stored before the link is ever sent."""
+        if invoice.status != InvoiceStatus.OPEN:
             return invoice
+        now = self._clock()
+        if not self._billing.take_lease(invoice, "payment", now, now + STEP_LEASE):
+            return self._current(invoice)  # done already, or another run is at it right now
         if invoice.amount_rials < MIN_AMOUNT_RIALS:
-            update = {"status": InvoiceStatus.PAYMENT_FAILED, "payment_error": "below Zibal's minimum of 1,000 Rials"}
+            self._billing.record_payment_refused(invoice, "below Zibal's minimum of 1,000 Rials")
+            return self._current(invoice)
+        try:
+            payment = self._gateway.request_payment(
+                amount_rials=invoice.amount_rials,
+                order_id=invoice.invoice_id,
+                description=f"DocuChat usage {invoice.period.isoformat()}",
+                callback_url=self._callback_url,
+            )
+        except PaymentRejected as rejected:
+            self._billing.record_payment_refused(invoice, str(rejected))
+        except GatewayUnavailable:
+            self._billing.release_lease(invoice, "payment")  # nothing was created: the next run asks again
+            raise
         else:
-            try:
-                payment = self._gateway.request_payment(
-                    amount_rials=invoice.amount_rials,
-                    order_id=invoice.invoice_id,
-                    description=f"DocuChat usage {invoice.period.isoformat()}",
-                    callback_url=self._callback_url,
-                )
-            except PaymentRejected as rejected:
-                update = {"status": InvoiceStatus.PAYMENT_FAILED, "payment_error": str(rejected)}
-            except GatewayUnavailable:
-                raise  # nothing was stored: the next run asks again
-            else:
-                update = {"payment_track_id": payment.track_id, "payment_url": payment.payment_url}
-        invoice = invoice.model_copy(update=update)
-        self._billing.save_invoice(invoice)
-        return invoice
+            self._billing.record_payment_link(invoice, payment.track_id, payment.payment_url)
+        return self._current(invoice)
 
-    def _send_email(self, invoice: Invoice) -> None:
-        if invoice.email_message_id:
+    def _send_email(self, invoice: Invoice, tenant: Tenant) -> None:
+        """Email the invoice once, after its payment step has an outcome."""
+        if invoice.status == InvoiceStatus.OPEN and not invoice.payment_url:
+            return  # the payment step is still in another run's hands; the email waits for its link
+        now = self._clock()
+        if not self._billing.take_lease(invoice, "email", now, now + STEP_LEASE):
             return
-        tenant = self._tenants.get(invoice.tenant_id)
-        if tenant is None:
-            raise NotFound(f"tenant {invoice.tenant_id} not found")
-        message_id = self._mailer.send(tenant.email, *invoice_email(invoice, tenant.name))
-        self._billing.save_invoice(invoice.model_copy(update={"email_message_id": message_id}))
+        try:
+            message_id = self._mailer.send(tenant.email, *invoice_email(invoice, tenant.name))
+        except Exception:
+            self._billing.release_lease(invoice, "email")
+            raise
+        self._billing.record_email(invoice, message_id)
+
+    def _current(self, invoice: Invoice) -> Invoice:
+        return self._billing.get_invoice(invoice.tenant_id, invoice.invoice_id) or invoice
 
 
 def invoice_email(invoice: Invoice, tenant_name: str) -> tuple[str, str]:
     """Subject and plain-text body of an invoice email (amounts shown in Tomans)."""
     lines = "\n".join(
-        f"  {line.model}: {line.tokens:,} tokens x {line.price_tomans_per_1k} Tomans/1K = {line.amount_tomans:,} Tomans"
+        f"  {'late usage of ' + line.usage_day.isoformat() + ', ' if line.kind == LineKind.LATE else ''}"
+        f"{line.model}: {line.input_tokens:,} input x {line.input_price} + {line.output_tokens:,} output x "
+        f"{line.output_price} Tomans/1K = {line.amount_tomans:,} Tomans"
         for line in invoice.lines
     )
     if invoice.payment_url:

@@ -8,7 +8,7 @@ from functools import cached_property
 from typing import Any
 
 from shared.auth import Authenticator
-from shared.billing import BillingService, PriceTable
+from shared.billing import BillingService, PriceTable, parse_prices
 from shared.chat import ChatService
 from shared.data.aws import AwsClients
 from shared.data.billing import BillingRepository
@@ -22,7 +22,8 @@ from shared.data.zibal import ZibalGateway
 from shared.documents import DocumentService
 from shared.ids import utc_now
 from shared.llm import build_responder
-from shared.metering import MeteringService
+from shared.metering import KnownTenants, MeteringService
+from shared.payments import PaymentService
 from shared.settings import UNSET_SECRET, Settings
 
 CALLBACK_PATH = "/v1/payments/zibal/callback"
@@ -101,7 +102,13 @@ class Container:
 
     @cached_property
     def metering(self) -> MeteringService:
-        return MeteringService(self.usage, self.settings.billing_timezone)
+        return MeteringService(self.usage, KnownTenants(self.tenants), self.settings.billing_timezone, self.clock)
+
+    @cached_property
+    def zibal(self) -> ZibalGateway:
+        return ZibalGateway(
+            self.settings.zibal_base_url, self.settings.zibal_merchant, self.settings.zibal_timeout_seconds
+        )
 
     @cached_property
     def billing_service(self) -> BillingService:
@@ -109,14 +116,16 @@ class Container:
             usage=self.usage,
             tenants=self.tenants,
             billing=self.billing,
-            prices=PriceTable(self.settings.prices),
-            gateway=ZibalGateway(
-                self.settings.zibal_base_url, self.settings.zibal_merchant, self.settings.zibal_timeout_seconds
-            ),
+            prices=PriceTable(parse_prices(self.settings.prices)),
+            gateway=self.zibal,
             mailer=Mailer(self.aws.ses, self.settings.mail_sender),
             callback_url=self.settings.public_base_url.rstrip("/") + CALLBACK_PATH,
             clock=self.clock,
         )
+
+    @cached_property
+    def payments(self) -> PaymentService:
+        return PaymentService(self.billing, self.zibal, self.clock)
 
     def run_billing(self, period: date) -> dict[str, Any]:
         """The admin API's on-demand run: the billing function in AWS, in-process locally."""

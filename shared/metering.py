@@ -1,19 +1,48 @@
-"""Metering: fold usage events into per-tenant, per-day, per-model counters, each event once."""
+"""Metering: fold usage events into per-tenant, per-day, per-model counters, each event exactly once."""
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
-from shared.data.usage import UsageRepository
+from shared.data.usage import GroupResult, UsageRepository
 from shared.errors import InvalidInput
 from shared.models import UsageEvent
-from shared.observability import TOKENS_METERED, USAGE_EVENTS_DUPLICATE, USAGE_EVENTS_METERED, metrics
+from shared.observability import (
+    TOKENS_METERED,
+    USAGE_EVENTS_DUPLICATE,
+    USAGE_EVENTS_LATE,
+    USAGE_EVENTS_METERED,
+    logger,
+    metrics,
+)
 
-# A claim must outlive every redelivery of its event (SQS keeps a message at most 14 days).
-CLAIM_RETENTION = timedelta(days=35)
+# A claim outlives every redelivery of its event (SQS keeps a message 14 days) and the reconciliation window.
+CLAIM_RETENTION = timedelta(days=100)
+
+GroupKey = tuple[str, date, str]  # tenant, event day, model
+
+
+class TenantLookup(Protocol):
+    def get(self, tenant_id: str) -> object | None: ...
+
+
+class KnownTenants:
+    """Whether a tenant exists, remembering the ones seen: tenants are never deleted, only suspended."""
+
+    def __init__(self, tenants: TenantLookup) -> None:
+        self._tenants = tenants
+        self._known: set[str] = set()
+
+    def exists(self, tenant_id: str) -> bool:
+        if tenant_id not in self._known and self._tenants.get(tenant_id) is not None:
+            self._known.add(tenant_id)
+        return tenant_id in self._known
 
 
 def billing_day(moment: datetime, timezone: str) -> date:
@@ -25,24 +54,51 @@ def parse_event(body: str) -> UsageEvent:
     try:
         return UsageEvent.model_validate_json(body)
     except ValidationError as error:
-        raise InvalidInput(
-            f"malformed usage event: {error.error_count()} problem(s): {error.errors()[0]['msg']}"
-        ) from error
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "body"
+        raise InvalidInput(f"malformed usage event: {where}: {first['msg']}") from error
 
 
 class MeteringService:
-    def __init__(self, usage: UsageRepository, timezone: str) -> None:
+    def __init__(
+        self, usage: UsageRepository, tenants: KnownTenants, timezone: str, clock: Callable[[], datetime]
+    ) -> None:
         self._usage = usage
+        self._tenants = tenants
         self._timezone = timezone
+        self._clock = clock
 
-    def meter(self, event: UsageEvent) -> bool:
-        """Count the event; False when it had been counted already (a duplicate delivery)."""
-        counted = self._usage.record(
-            event, billing_day(event.occurred_at, self._timezone), event.occurred_at + CLAIM_RETENTION
+    def validate(self, event: UsageEvent) -> None:
+        """Events of tenants that do not exist are refused (they end in the DLQ, never in a counter)."""
+        if not self._tenants.exists(event.tenant_id):
+            raise InvalidInput(f"usage event {event.event_id} names unknown tenant {event.tenant_id}")
+
+    def groups(self, events: Sequence[UsageEvent]) -> dict[GroupKey, list[UsageEvent]]:
+        grouped: dict[GroupKey, list[UsageEvent]] = defaultdict(list)
+        for event in events:
+            grouped[(event.tenant_id, billing_day(event.occurred_at, self._timezone), event.model)].append(event)
+        return dict(grouped)
+
+    def meter_group(self, key: GroupKey, events: list[UsageEvent]) -> GroupResult:
+        """Count one group in as few writes as possible; duplicates are recognised and skipped."""
+        tenant_id, event_day, model = key
+        now = self._clock()
+        result = self._usage.record_group(
+            tenant_id, event_day, model, events, billing_day(now, self._timezone), now + CLAIM_RETENTION
         )
-        if counted:
-            metrics.add_metric(name=USAGE_EVENTS_METERED, unit="Count", value=1)
-            metrics.add_metric(name=TOKENS_METERED, unit="Count", value=event.total_tokens)
-        else:
-            metrics.add_metric(name=USAGE_EVENTS_DUPLICATE, unit="Count", value=1)
-        return counted
+        if result.counted:
+            metrics.add_metric(name=USAGE_EVENTS_METERED, unit="Count", value=len(result.counted))
+            metrics.add_metric(name=TOKENS_METERED, unit="Count", value=sum(e.total_tokens for e in result.counted))
+        if result.duplicates:
+            metrics.add_metric(name=USAGE_EVENTS_DUPLICATE, unit="Count", value=len(result.duplicates))
+        if result.late_invoice_day:
+            metrics.add_metric(name=USAGE_EVENTS_LATE, unit="Count", value=len(result.counted))
+            logger.info(
+                "late usage: its day was billed, it goes on a later invoice",
+                extra={
+                    "tenant_id": tenant_id,
+                    "event_day": str(event_day),
+                    "invoice_day": str(result.late_invoice_day),
+                },
+            )
+        return result

@@ -20,12 +20,21 @@ class TenantStatus(StrEnum):
     SUSPENDED = "suspended"
 
 
+class ModelPrice(Record):
+    """Tomans per 1,000 tokens."""
+
+    input: int = Field(ge=0, le=1_000_000)
+    output: int = Field(ge=0, le=1_000_000)
+
+
 class Tenant(Record):
     tenant_id: str
     name: str
     email: str
     status: TenantStatus = TenantStatus.ACTIVE
     created_at: datetime
+    # Per-model prices that replace the stage's for this tenant ("default" covers the models not listed).
+    prices: dict[str, ModelPrice] | None = None
 
 
 class ApiKey(Record):
@@ -153,6 +162,22 @@ class UsageCounter(Record):
         return self.input_tokens + self.output_tokens
 
 
+class LateUsage(Record):
+    """Usage metered after its day was billed: it goes on the invoice of `invoice_day` as its own line."""
+
+    tenant_id: str
+    invoice_day: date
+    event_day: date
+    model: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    events: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
 class InvoiceStatus(StrEnum):
     OPEN = "open"  # payment link sent, waiting for payment
     PAYMENT_FAILED = "payment_failed"  # the gateway refused the payment request; see payment_error
@@ -160,12 +185,21 @@ class InvoiceStatus(StrEnum):
     NOTHING_DUE = "nothing_due"  # usage was too small to charge
 
 
+class LineKind(StrEnum):
+    USAGE = "usage"  # the invoice day's own usage
+    LATE = "late"  # usage of an earlier, already billed day, metered after that day was closed
+
+
 class InvoiceLine(Record):
+    kind: LineKind = LineKind.USAGE
+    usage_day: date
     model: str
     input_tokens: int
     output_tokens: int
     tokens: int
-    price_tomans_per_1k: int
+    events: int
+    input_price: int  # Tomans per 1,000 input tokens
+    output_price: int
     amount_tomans: int
 
 
@@ -180,9 +214,12 @@ class Invoice(Record):
     payment_track_id: str | None = None
     payment_url: str | None = None
     payment_error: str | None = None
+    payment_lease_until: datetime | None = None
     email_message_id: str | None = None
+    email_lease_until: datetime | None = None
     created_at: datetime
     paid_at: datetime | None = None
+    payment_reference: str | None = None
 
     @property
     def amount_rials(self) -> int:

@@ -89,15 +89,8 @@ SK = Attribute("sk")
 TENANTS = TableSpec("tenants", "DOCUCHAT_TENANTS_TABLE", PK, SK)
 DOCUMENTS = TableSpec("documents", "DOCUCHAT_DOCUMENTS_TABLE", PK, SK)
 CONVERSATIONS = TableSpec("conversations", "DOCUCHAT_CONVERSATIONS_TABLE", PK, SK, ttl_attribute="expires_at")
-USAGE = TableSpec(
-    "usage",
-    "DOCUCHAT_USAGE_TABLE",
-    PK,
-    SK,
-    # Sparse: only daily counters carry `day`, so billing can find every tenant with usage on a day.
-    indexes=(IndexSpec("by_day", Attribute("day"), Attribute("pk")),),
-    ttl_attribute="expires_at",
-)
+# Claims, counters and day-closed markers; see shared/data/usage.py for the layout.
+USAGE = TableSpec("usage", "DOCUCHAT_USAGE_TABLE", PK, SK, ttl_attribute="expires_at")
 BILLING = TableSpec("billing", "DOCUCHAT_BILLING_TABLE", PK, SK)
 
 TABLES: tuple[TableSpec, ...] = (TENANTS, DOCUMENTS, CONVERSATIONS, USAGE, BILLING)
@@ -117,8 +110,8 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         FunctionSpec(
             "chat",
             handler="functions.chat.handler.handler",
-            reads=("usage", "billing"),
-            writes=("tenants", "documents", "conversations"),
+            # usage: the outbox that keeps usage events SQS could not take; billing: the payment callback.
+            writes=("tenants", "documents", "conversations", "usage", "billing"),
             sends_to=("usage",),
             bucket_access="read_write",
             invokes=("billing",),  # POST /v1/admin/billing/run runs the nightly job on demand
@@ -129,7 +122,8 @@ FUNCTIONS: dict[str, FunctionSpec] = {
             writes=("documents",),
             bucket_access="read",
         ),
-        FunctionSpec("metering", handler="functions.metering.handler.handler", writes=("usage",)),
+        # Reads tenants to refuse events of tenants that do not exist.
+        FunctionSpec("metering", handler="functions.metering.handler.handler", reads=("tenants",), writes=("usage",)),
         FunctionSpec(
             "billing",
             handler="functions.billing.handler.handler",

@@ -12,10 +12,14 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator, model_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared import resources
-
+from shared.models import ModelPrice
 
 # What a deploy puts into a secret an operator must still fill in (CloudFormation refuses empty secrets).
 UNSET_SECRET = "set-after-deploy"
+
+
+def _default_prices() -> dict[str, int | ModelPrice]:
+    return {"default": 20}  # today's cluster price: 20 Tomans per 1,000 tokens
 
 
 def _env(*names: str) -> AliasChoices:
@@ -56,7 +60,10 @@ class Settings(BaseSettings):
     admin_key_secret_arn: str | None = Field(None, validation_alias=_env("DOCUCHAT_ADMIN_KEY_SECRET_ARN"))
 
     # Billing: Tomans per 1,000 tokens by model; "default" prices any model not listed.
-    prices: dict[str, int] = Field(default_factory=lambda: {"default": 20}, validation_alias=_env("DOCUCHAT_PRICES"))
+    # A number prices input and output alike; {"input": x, "output": y} prices them apart.
+    prices: dict[str, int | ModelPrice] = Field(
+        default_factory=_default_prices, validation_alias=_env("DOCUCHAT_PRICES")
+    )
     billing_timezone: str = Field("Asia/Tehran", validation_alias=_env("DOCUCHAT_BILLING_TIMEZONE"))
     mail_sender: str = Field("billing@docuchat.local", validation_alias=_env("DOCUCHAT_MAIL_SENDER"))
     zibal_base_url: str = Field("https://gateway.zibal.ir", validation_alias=_env("DOCUCHAT_ZIBAL_BASE_URL"))
@@ -77,7 +84,7 @@ class Settings(BaseSettings):
 
     @field_validator("prices")
     @classmethod
-    def _has_default_price(cls, prices: dict[str, int]) -> dict[str, int]:
+    def _has_default_price(cls, prices: dict[str, int | ModelPrice]) -> dict[str, int | ModelPrice]:
         if "default" not in prices:
             raise ValueError("DOCUCHAT_PRICES needs a 'default' entry")
         return prices

@@ -138,3 +138,9 @@ class BillingRunRequest(Body):
 
 class BillingRunsOut(BaseModel):
     runs: list[BillingRun]
+
+
+class PaymentConfirmation(BaseModel):
+    invoice_id: str
+    status: str
+    paid_at: datetime | None

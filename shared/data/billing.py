@@ -1,17 +1,29 @@
-"""Invoices (billing table: pk = tenant id) and the log of billing runs (pk = "billing-run")."""
+"""Invoices (billing table: pk = tenant id) and the log of billing runs (pk = "billing-run").
+
+An invoice is created once, by a conditional put. Each later step (the payment request, the email,
+the payment itself) changes only its own attributes, under a condition, so two runs or two callbacks
+working on one invoice can never undo each other's work or do a step twice.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 
 from shared.data.dynamo import attributes, from_item, is_condition_failure, query_all, to_item, values
 from shared.ids import new_id
-from shared.models import BillingRun, Invoice
+from shared.models import BillingRun, Invoice, InvoiceStatus
 
 INVOICE_PREFIX = "invoice#"
 RUNS_PK = "billing-run"
+Step = Literal["payment", "email"]
+# A step is done once its result attribute exists.
+_STEP_DONE = {
+    "payment": "attribute_not_exists(payment_track_id) AND attribute_not_exists(payment_error)",
+    "email": "attribute_not_exists(email_message_id)",
+}
 
 
 class BillingRepository:
@@ -19,9 +31,12 @@ class BillingRepository:
         self._db = dynamodb
         self._table = table
 
+    def _key(self, tenant_id: str, invoice_id: str) -> dict[str, Any]:
+        return to_item({"pk": tenant_id, "sk": INVOICE_PREFIX + invoice_id})
+
     def create_invoice(self, invoice: Invoice) -> bool:
         """Store a new invoice; False when the tenant already has one for that period."""
-        item = {"pk": invoice.tenant_id, "sk": INVOICE_PREFIX + invoice.invoice_id, **_dump(invoice)}
+        item = {"pk": invoice.tenant_id, "sk": INVOICE_PREFIX + invoice.invoice_id, **invoice.model_dump(mode="json")}
         try:
             self._db.put_item(TableName=self._table, Item=to_item(item), ConditionExpression="attribute_not_exists(pk)")
         except ClientError as error:
@@ -30,14 +45,11 @@ class BillingRepository:
             raise
         return True
 
-    def save_invoice(self, invoice: Invoice) -> None:
-        item = {"pk": invoice.tenant_id, "sk": INVOICE_PREFIX + invoice.invoice_id, **_dump(invoice)}
-        self._db.put_item(TableName=self._table, Item=to_item(item), ConditionExpression="attribute_exists(pk)")
-
     def get_invoice(self, tenant_id: str, invoice_id: str) -> Invoice | None:
-        key = to_item({"pk": tenant_id, "sk": INVOICE_PREFIX + invoice_id})
-        item = self._db.get_item(TableName=self._table, Key=key, ConsistentRead=True).get("Item")
-        return _invoice(from_item(item)) if item else None
+        item = self._db.get_item(TableName=self._table, Key=self._key(tenant_id, invoice_id), ConsistentRead=True).get(
+            "Item"
+        )
+        return Invoice.model_validate(attributes(from_item(item))) if item else None
 
     def list_invoices(self, tenant_id: str) -> list[Invoice]:
         items = query_all(
@@ -45,8 +57,76 @@ class BillingRepository:
             TableName=self._table,
             KeyConditionExpression="pk = :tenant AND begins_with(sk, :prefix)",
             ExpressionAttributeValues=values(tenant=tenant_id, prefix=INVOICE_PREFIX),
+            ConsistentRead=True,
         )
-        return sorted((_invoice(item) for item in items), key=lambda i: i.period, reverse=True)
+        return sorted(
+            (Invoice.model_validate(attributes(item)) for item in items), key=lambda i: i.period, reverse=True
+        )
+
+    def take_lease(self, invoice: Invoice, step: Step, now: datetime, until: datetime) -> bool:
+        """Reserve a step for this run: False when it is done, or another run holds an unexpired lease."""
+        return self._update(
+            invoice,
+            f"SET {step}_lease_until = :until",
+            f"{_STEP_DONE[step]} AND (attribute_not_exists({step}_lease_until) OR {step}_lease_until < :now)",
+            until=until.isoformat(),
+            now=now.isoformat(),
+        )
+
+    def release_lease(self, invoice: Invoice, step: Step) -> None:
+        self._update(invoice, f"REMOVE {step}_lease_until", "attribute_exists(pk)")
+
+    def record_payment_link(self, invoice: Invoice, track_id: str, url: str) -> bool:
+        return self._update(
+            invoice,
+            "SET payment_track_id = :track, payment_url = :url REMOVE payment_lease_until",
+            _STEP_DONE["payment"],
+            track=track_id,
+            url=url,
+        )
+
+    def record_payment_refused(self, invoice: Invoice, reason: str) -> bool:
+        return self._update(
+            invoice,
+            "SET payment_error = :reason, #status = :failed REMOVE payment_lease_until",
+            _STEP_DONE["payment"],
+            reason=reason,
+            failed=InvoiceStatus.PAYMENT_FAILED.value,
+        )
+
+    def record_email(self, invoice: Invoice, message_id: str) -> bool:
+        return self._update(
+            invoice, "SET email_message_id = :message REMOVE email_lease_until", _STEP_DONE["email"], message=message_id
+        )
+
+    def mark_paid(self, invoice: Invoice, track_id: str, paid_at: datetime, reference: str) -> bool:
+        """Open -> paid, for this payment's track id only; False when it was paid already."""
+        return self._update(
+            invoice,
+            "SET #status = :paid, paid_at = :paid_at, payment_reference = :reference",
+            "#status = :open AND payment_track_id = :track",
+            paid=InvoiceStatus.PAID.value,
+            open=InvoiceStatus.OPEN.value,
+            paid_at=paid_at.isoformat(),
+            reference=reference,
+            track=track_id,
+        )
+
+    def _update(self, invoice: Invoice, expression: str, condition: str, **params: Any) -> bool:
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=self._key(invoice.tenant_id, invoice.invoice_id),
+                UpdateExpression=expression,
+                ConditionExpression=f"attribute_exists(pk) AND ({condition})",
+                **({"ExpressionAttributeNames": {"#status": "status"}} if "#status" in expression + condition else {}),
+                **({"ExpressionAttributeValues": values(**params)} if params else {}),
+            )
+        except ClientError as error:
+            if is_condition_failure(error):
+                return False
+            raise
+        return True
 
     def record_run(self, run: BillingRun) -> None:
         # Newest first when listed; the random tail keeps two runs started in the same instant apart.
@@ -63,11 +143,3 @@ class BillingRepository:
             Limit=limit,
         )
         return [BillingRun.model_validate(attributes(from_item(item))) for item in response.get("Items", [])]
-
-
-def _dump(invoice: Invoice) -> dict[str, Any]:
-    return invoice.model_dump(mode="json")
-
-
-def _invoice(item: dict[str, Any]) -> Invoice:
-    return Invoice.model_validate(attributes(item))

@@ -11,6 +11,7 @@ from shared.models import Record
 
 SUCCESS = 100
 ALREADY_VERIFIED = 201
+VERIFIED_STATUS = 1  # a transaction's status once paid and verified
 MIN_AMOUNT_RIALS = 1_000
 # Zibal's documented request errors; they are final for a given request, not worth retrying.
 REQUEST_ERRORS = {
@@ -66,6 +67,9 @@ class ZibalGateway:
 
     def verify(self, track_id: str) -> dict[str, Any]:
         return self._post("/v1/verify", {"merchant": self._merchant, "trackId": int(track_id)})
+
+    def inquiry(self, track_id: str) -> dict[str, Any]:
+        return self._post("/v1/inquiry", {"merchant": self._merchant, "trackId": int(track_id)})
 
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         request = urllib.request.Request(
