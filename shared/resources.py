@@ -127,8 +127,8 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         FunctionSpec(
             "billing",
             handler="functions.billing.handler.handler",
-            reads=("usage", "tenants"),
-            writes=("billing",),
+            reads=("tenants",),
+            writes=("usage", "billing"),  # usage: the day-closed markers written before a day is read
             sends_email=True,
         ),
     )
