@@ -15,7 +15,7 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help install dev test test-unit test-integration test-infrastructure test-e2e test-lambda-python lint synth layer bench clean
+.PHONY: help install dev test test-unit test-integration test-infrastructure test-e2e test-lambda-python lint synth layer bench reconcile clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-22s %s\n", $$1, $$2}'
@@ -80,6 +80,10 @@ synth: layer ## CloudFormation templates for STAGE (dev|staging|prod) in cdk.out
 
 bench: $(VENV)/.installed ## run the benchmarks; results in bench/results/*.json
 	$(PY) -m bench.cold_start
+
+reconcile: $(VENV)/.installed ## check invoiced tokens == metered events for DATE=YYYY-MM-DD (DOCUCHAT_API_URL, DOCUCHAT_ADMIN_KEY)
+	@test -n "$(DATE)" || { echo "usage: make reconcile DATE=YYYY-MM-DD"; exit 2; }
+	$(PY) -m tools.reconcile $(DATE)
 
 clean: ## remove build output (keeps the virtual environment)
 	rm -rf cdk.out build layers/build .pytest_cache .mypy_cache .ruff_cache

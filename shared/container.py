@@ -17,13 +17,14 @@ from shared.data.conversations import ConversationRepository
 from shared.data.documents import DocumentRepository
 from shared.data.messaging import LambdaBillingRunner, Mailer, SecretReader, UsageQueue
 from shared.data.tenants import TenantRepository
-from shared.data.usage import UsageRepository
+from shared.data.usage import UsageOutbox, UsageRepository
 from shared.data.zibal import ZibalGateway
 from shared.documents import DocumentService
 from shared.ids import utc_now
 from shared.llm import build_responder
-from shared.metering import KnownTenants, MeteringService
+from shared.metering import DurableUsageSink, KnownTenants, MeteringService
 from shared.payments import PaymentService
+from shared.reconciliation import Reconciler
 from shared.settings import UNSET_SECRET, Settings
 
 CALLBACK_PATH = "/v1/payments/zibal/callback"
@@ -76,6 +77,14 @@ class Container:
         return UsageQueue(self.aws.sqs, self.settings.usage_queue_url)
 
     @cached_property
+    def outbox(self) -> UsageOutbox:
+        return UsageOutbox(self.aws.dynamodb, self.settings.usage_table)
+
+    @cached_property
+    def usage_sink(self) -> DurableUsageSink:
+        return DurableUsageSink(self.usage_queue, self.outbox, self.clock)
+
+    @cached_property
     def blobs(self) -> BlobStore:
         return BlobStore(self.aws.s3, self.settings.documents_bucket)
 
@@ -91,7 +100,7 @@ class Container:
             self.settings,
             self.documents,
             self.conversations,
-            self.usage_queue,
+            self.usage_sink,
             build_responder(self.settings),
             self.clock,
         )
@@ -102,7 +111,9 @@ class Container:
 
     @cached_property
     def metering(self) -> MeteringService:
-        return MeteringService(self.usage, KnownTenants(self.tenants), self.settings.billing_timezone, self.clock)
+        return MeteringService(
+            self.usage, self.outbox, KnownTenants(self.tenants), self.settings.billing_timezone, self.clock
+        )
 
     @cached_property
     def zibal(self) -> ZibalGateway:
@@ -122,6 +133,10 @@ class Container:
             callback_url=self.settings.public_base_url.rstrip("/") + CALLBACK_PATH,
             clock=self.clock,
         )
+
+    @cached_property
+    def reconciler(self) -> Reconciler:
+        return Reconciler(self.usage, self.billing, self.tenants)
 
     @cached_property
     def payments(self) -> PaymentService:

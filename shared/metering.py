@@ -8,6 +8,7 @@ from datetime import date, datetime, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from shared.data.usage import GroupResult, UsageRepository
@@ -18,6 +19,7 @@ from shared.observability import (
     USAGE_EVENTS_DUPLICATE,
     USAGE_EVENTS_LATE,
     USAGE_EVENTS_METERED,
+    USAGE_EVENTS_PARKED,
     logger,
     metrics,
 )
@@ -59,11 +61,50 @@ def parse_event(body: str) -> UsageEvent:
         raise InvalidInput(f"malformed usage event: {where}: {first['msg']}") from error
 
 
+class UsageQueueSender(Protocol):
+    def send(self, event: UsageEvent) -> None: ...
+
+
+class Outbox(Protocol):
+    def park(self, event: UsageEvent, parked_at: datetime) -> None: ...
+
+    def parked(self, tenant_id: str) -> list[UsageEvent]: ...
+
+    def remove(self, event: UsageEvent) -> None: ...
+
+
+class DurableUsageSink:
+    """Sends usage events to SQS; when SQS stays unreachable after retries, parks them in the outbox.
+
+    An event is never dropped: if the outbox fails too, the error reaches the caller, whose retry (same
+    request id, same event id) is counted once.
+    """
+
+    def __init__(self, queue: UsageQueueSender, outbox: Outbox, clock: Callable[[], datetime]) -> None:
+        self._queue = queue
+        self._outbox = outbox
+        self._clock = clock
+
+    def send(self, event: UsageEvent) -> None:
+        try:
+            self._queue.send(event)
+        except (BotoCoreError, ClientError) as error:
+            logger.warning("SQS refused a usage event; parking it in the outbox", extra={"error": str(error)})
+            metrics.add_metric(name=USAGE_EVENTS_PARKED, unit="Count", value=1)
+            self._outbox.park(event, self._clock())
+
+
 class MeteringService:
     def __init__(
-        self, usage: UsageRepository, tenants: KnownTenants, timezone: str, clock: Callable[[], datetime]
+        self,
+        usage: UsageRepository,
+        outbox: Outbox,
+        tenants: KnownTenants,
+        timezone: str,
+        clock: Callable[[], datetime],
     ) -> None:
         self._usage = usage
+        self._outbox = outbox
         self._tenants = tenants
         self._timezone = timezone
         self._clock = clock
@@ -102,3 +143,17 @@ class MeteringService:
                 },
             )
         return result
+
+    def drain_outbox(self, tenant_ids: Sequence[str]) -> int:
+        """Count the events parked in the outbox, then remove them; returns how many were drained."""
+        drained = 0
+        for tenant_id in tenant_ids:
+            parked = self._outbox.parked(tenant_id)
+            for key, events in self.groups(parked).items():
+                self.meter_group(key, events)
+                for event in events:
+                    self._outbox.remove(event)  # only once counted: a crash before this re-counts nothing
+                drained += len(events)
+        if drained:
+            logger.info("drained the usage outbox", extra={"events": drained})
+        return drained

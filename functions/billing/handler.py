@@ -13,6 +13,7 @@ from shared.errors import InvalidInput
 from shared.models import BillingRunStatus
 from shared.observability import logger, metrics, tracer
 
+RECONCILE = "docuchat.reconcile"
 services = FunctionServices()
 configure = services.configure  # tests and the local runtime pass their own container
 
@@ -35,6 +36,8 @@ def period_of(event: dict[str, Any], container: Container) -> date:
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     container = services.get()
+    if event.get("source") == RECONCILE:  # the nightly check after billing; its metric is alarmed
+        return container.reconciler.reconcile(period_of(event, container)).model_dump(mode="json")
     trigger = "admin" if event.get("source") == "docuchat.admin" else "schedule"
     run = container.billing_service.close_day(period_of(event, container), trigger=trigger)
     if run.status == BillingRunStatus.FAILED and trigger == "schedule":

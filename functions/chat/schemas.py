@@ -6,7 +6,8 @@ from datetime import date, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.models import BillingRun, Citation, Document, Invoice, Tenant, TenantStatus
+from shared.models import BillingRun, Citation, Document, Invoice, ModelPrice, Tenant, TenantStatus
+from shared.reconciliation import TenantReconciliation
 
 ID = r"^[a-z][0-9a-f]{8,32}$"
 
@@ -107,6 +108,8 @@ class TenantUpdate(Body):
     name: str | None = Field(None, min_length=1, max_length=200)
     email: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)
     status: TenantStatus | None = None
+    # Tomans per 1,000 tokens by model, replacing the stage's prices for this tenant ("default": the rest).
+    prices: dict[str, ModelPrice] | None = Field(None, max_length=50)
 
 
 class TenantOut(BaseModel):
@@ -144,3 +147,10 @@ class PaymentConfirmation(BaseModel):
     invoice_id: str
     status: str
     paid_at: datetime | None
+
+
+class ReconciliationOut(BaseModel):
+    period: date
+    ok: bool
+    mismatches: int
+    tenants: list[TenantReconciliation]

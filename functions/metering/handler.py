@@ -2,6 +2,7 @@
 
 Each record is parsed and checked on its own (a poison record fails alone); the valid ones are then
 written in one transaction per tenant, day and model, and a group whose write fails reports its records.
+The schedule also invokes it every five minutes to drain the outbox of events SQS could not take.
 """
 
 from __future__ import annotations
@@ -15,60 +16,57 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.container import FunctionServices
-from shared.metering import parse_event
+from shared.metering import MeteringService, parse_event
 from shared.models import UsageEvent
 from shared.observability import logger, metrics, tracer
 
+OUTBOX_DRAIN = "docuchat.outbox-drain"
 services = FunctionServices()
 configure = services.configure  # tests and the local runtime pass their own container
 
 
 class GroupedUsageProcessor(BatchProcessor):
-    """A BatchProcessor whose record handler only parses; the writes happen per group after it."""
+    """A BatchProcessor whose record handler (`parse`) only checks; the writes happen per group after it."""
 
-    def __init__(self) -> None:
-        super().__init__(event_type=EventType.SQS)
-        self.parsed: dict[str, tuple[SQSRecord, UsageEvent]] = {}
+    def __init__(self, metering: MeteringService) -> None:
+        # A batch that fails whole is reported record by record too: the response always names what failed.
+        super().__init__(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+        self._metering = metering
+        self._parsed: list[tuple[SQSRecord, UsageEvent]] = []
 
-    def _prepare(self) -> None:
-        super()._prepare()
-        self.parsed = {}
+    def parse(self, record: SQSRecord) -> None:
+        """Raising sends this record (alone) back to the queue and, in the end, to the DLQ."""
+        try:
+            event = parse_event(record.body)
+            self._metering.validate(event)
+        except Exception as error:
+            logger.warning("refused a usage event", extra={"message_id": record.message_id, "reason": str(error)})
+            raise
+        self._parsed.append((record, event))
 
     def process(self) -> list[tuple[Any, ...]]:
         results = super().process()
-        metering = services.get().metering
-        by_event = {id(event): record for record, event in self.parsed.values()}
-        for key, events in metering.groups([event for _, event in self.parsed.values()]).items():
+        record_of = {id(event): record for record, event in self._parsed}
+        for key, events in self._metering.groups([event for _, event in self._parsed]).items():
             try:
-                metering.meter_group(key, events)
-            except Exception:
-                logger.exception(
-                    "metering a group failed; its records will be delivered again", extra={"group": str(key)}
+                self._metering.meter_group(key, events)
+            except Exception as error:
+                logger.warning(
+                    "metering a group failed; its records come again", extra={"group": str(key), "error": repr(error)}
                 )
                 for event in events:
-                    record = by_event[id(event)]
-                    self.success_messages.remove(record)
+                    record = record_of[id(event)]
+                    self.success_messages.remove(record.raw_event)  # Powertools keeps successes as raw records
                     results.append(self.failure_handler(record, sys.exc_info()))
         return results
-
-
-processor = GroupedUsageProcessor()
-
-
-@tracer.capture_method
-def record_handler(record: SQSRecord) -> None:
-    """Parse and check one record; raising sends it (alone) back to the queue and, in the end, to the DLQ."""
-    try:
-        event = parse_event(record.body)
-        services.get().metering.validate(event)
-    except Exception as error:
-        logger.warning("refused a usage event", extra={"message_id": record.message_id, "reason": str(error)})
-        raise
-    processor.parsed[record.message_id] = (record, event)
 
 
 @logger.inject_lambda_context
 @metrics.log_metrics
 @tracer.capture_lambda_handler
-def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse | dict[str, int]:
+    container = services.get()
+    if event.get("source") == OUTBOX_DRAIN:  # the five-minute schedule
+        return {"drained": container.metering.drain_outbox([t.tenant_id for t in container.tenants.list_tenants()])}
+    processor = GroupedUsageProcessor(container.metering)
+    return process_partial_response(event=event, record_handler=processor.parse, processor=processor, context=context)

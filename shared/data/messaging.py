@@ -14,6 +14,7 @@ class UsageQueue:
         self._queue_url = queue_url
 
     def send(self, event: UsageEvent) -> None:
+        """Raises botocore's errors once its own retries are spent."""
         self._sqs.send_message(
             QueueUrl=self._queue_url,
             MessageBody=event.model_dump_json(),

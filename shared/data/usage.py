@@ -203,6 +203,10 @@ class UsageRepository:
             if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise  # an existing marker is fine: a re-run closes the same day again
 
+    def is_closed(self, tenant_id: str, day: date) -> bool:
+        item = self._db.get_item(TableName=self._table, Key=to_item(closed_key(tenant_id, day)), ConsistentRead=True)
+        return "Item" in item
+
     def billable(self, tenant_id: str, day: date) -> tuple[list[UsageCounter], list[LateUsage]]:
         """A closed day's counters and the late usage that lands on its invoice (strongly consistent)."""
         usage = self._query(tenant_id, f"usage#{day}#", consistent=True)
@@ -305,3 +309,34 @@ def _late(tenant_id: str, items: list[dict[str, Any]]) -> list[LateUsage]:
         )
         for (inv, ev, model), (i, o, n) in sorted(sums.items())
     ]
+
+
+class UsageOutbox:
+    """Usage events that SQS would not take, parked until the metering function's drain counts them.
+
+    They live under the tenant's own key (<tenant>#outbox), like every tenant item; the drain walks the
+    tenants. An event is removed only after it was counted, and counting is idempotent per event id.
+    """
+
+    def __init__(self, dynamodb: Any, table: str) -> None:
+        self._db = dynamodb
+        self._table = table
+
+    def park(self, event: UsageEvent, parked_at: datetime) -> None:
+        item = {"pk": f"{event.tenant_id}#outbox", "sk": event.event_id, "event": event.model_dump_json()}
+        self._db.put_item(TableName=self._table, Item=to_item({**item, "parked_at": parked_at.isoformat()}))
+
+    def parked(self, tenant_id: str) -> list[UsageEvent]:
+        items = query_all(
+            self._db,
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues=values(pk=f"{tenant_id}#outbox"),
+            ConsistentRead=True,
+        )
+        return [UsageEvent.model_validate_json(item["event"]) for item in items]
+
+    def remove(self, event: UsageEvent) -> None:
+        self._db.delete_item(
+            TableName=self._table, Key=to_item({"pk": f"{event.tenant_id}#outbox", "sk": event.event_id})
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,18 +19,14 @@ def zibal() -> Iterator[FakeZibal]:
         yield gateway
 
 
-@pytest.fixture
-def provisioned(moto_aws: Any) -> tuple[Any, dict[str, str]]:
-    moto_aws.reset()
-    return moto_aws.provision()
-
-
-@pytest.fixture
-def function_env(
-    provisioned: tuple[Any, dict[str, str]], moto_aws: Any, zibal: FakeZibal, monkeypatch: pytest.MonkeyPatch
+def _set_environment(
+    monkeypatch: pytest.MonkeyPatch, moto_aws: Any, zibal: FakeZibal, dynamodb_endpoint_url: str | None = None
 ) -> dict[str, str]:
-    """The environment CDK gives the functions, pointed at emulated AWS and the fake gateway."""
-    config, env = provisioned
+    """Fresh resources, and the environment CDK gives the functions pointed at them and the fake gateway."""
+    moto_aws.reset()
+    # DynamoDB Local keeps its tables for the session: a stage of the test's own keeps tests apart.
+    stage = "t" + uuid.uuid4().hex[:10] if dynamodb_endpoint_url else "test"
+    config, env = moto_aws.provision(dynamodb_endpoint_url, stage)
     values = {
         **config.runtime_environment(),
         **env,
@@ -38,11 +35,28 @@ def function_env(
         "DOCUCHAT_ZIBAL_BASE_URL": zibal.base_url,
         "DOCUCHAT_PUBLIC_BASE_URL": "https://api.docuchat.test",
     }
+    if dynamodb_endpoint_url:
+        values["DOCUCHAT_DYNAMODB_ENDPOINT_URL"] = dynamodb_endpoint_url
     for name, value in values.items():
         monkeypatch.setenv(name, value)
     return values
 
 
 @pytest.fixture
+def function_env(moto_aws: Any, zibal: FakeZibal, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    return _set_environment(monkeypatch, moto_aws, zibal)
+
+
+@pytest.fixture
 def harness(function_env: dict[str, str], clock: Any) -> Harness:
     return Harness(Container(load_settings(), clock=clock), function_env)
+
+
+@pytest.fixture(params=["moto", pytest.param("dynamodb_local", marks=pytest.mark.dynamodb_local)])
+def any_harness(
+    request: pytest.FixtureRequest, moto_aws: Any, zibal: FakeZibal, monkeypatch: pytest.MonkeyPatch, clock: Any
+) -> Harness:
+    """The harness with DynamoDB on moto, then on DynamoDB Local (AWS's implementation); the rest on moto."""
+    endpoint = request.getfixturevalue("dynamodb_local").endpoint_url if request.param == "dynamodb_local" else None
+    env = _set_environment(monkeypatch, moto_aws, zibal, endpoint)
+    return Harness(Container(load_settings(), clock=clock), env)

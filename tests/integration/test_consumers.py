@@ -35,7 +35,8 @@ def messages(bodies: list[str]) -> list[dict]:
 
 def test_a_poison_record_is_the_only_one_reported_and_the_rest_are_counted(harness: Harness) -> None:
     # Given ten usage events of which the fourth is garbage
-    bodies = [usage_event(n).model_dump_json() for n in range(10)]
+    tenant_id, _ = harness.new_tenant()
+    bodies = [usage_event(n, tenant_id).model_dump_json() for n in range(10)]
     bodies[3] = '{"event_id": "nonsense", "input_tokens": -5}'
 
     # When the metering function gets them as one batch
@@ -44,18 +45,19 @@ def test_a_poison_record_is_the_only_one_reported_and_the_rest_are_counted(harne
     # Then only the fourth is reported as failed, and the nine others are counted
     assert response == {"batchItemFailures": [{"itemIdentifier": "m3"}]}
     day = billing_day(datetime(2026, 11, 20, 9, 0, tzinfo=UTC), "Asia/Tehran")
-    counters = harness.container.usage.counters_for_day(day)
+    counters = harness.container.usage.counters_for_tenant(tenant_id, day, day)
     assert [(c.events, c.total_tokens) for c in counters] == [(9, 180)]
 
 
 def test_redelivering_the_batch_counts_nothing_twice(harness: Harness) -> None:
-    bodies = [usage_event(n).model_dump_json() for n in range(5)]
+    tenant_id, _ = harness.new_tenant()
+    bodies = [usage_event(n, tenant_id).model_dump_json() for n in range(5)]
     for _ in range(3):
         assert metering.handler(sqs_event(messages(bodies), QUEUE_ARN), LocalLambdaContext("metering")) == {
             "batchItemFailures": []
         }
     counters = harness.container.usage.counters_for_tenant(
-        "t0123456789abcdef", datetime(2026, 11, 20).date(), datetime(2026, 11, 21).date()
+        tenant_id, datetime(2026, 11, 20).date(), datetime(2026, 11, 21).date()
     )
     assert [(c.events, c.total_tokens) for c in counters] == [(5, 100)]
 

@@ -66,16 +66,45 @@ def test_an_event_is_counted_once_and_a_refused_claim_leaves_the_counter_alone(
 ) -> None:
     client, env = tables
     usage = UsageRepository(client, env["DOCUCHAT_USAGE_TABLE"])
+    expires = NOW + timedelta(days=100)
 
-    assert usage.record(event(1), DAY, NOW + timedelta(days=35)) is True
-    assert usage.record(event(2), DAY, NOW + timedelta(days=35)) is True
-    # The duplicate's claim fails inside the transaction, so its counter update must not apply either.
-    assert usage.record(event(1), DAY, NOW + timedelta(days=35)) is False
+    # Given two events counted
+    first = usage.record_group(TENANT, DAY, "m1", [event(1), event(2)], DAY, expires)
+    assert len(first.counted) == 2
 
+    # When a batch repeats one of them (twice within the batch too) beside a new one
+    again = usage.record_group(TENANT, DAY, "m1", [event(1), event(1), event(3)], DAY, expires)
+
+    # Then only the new one is counted: the duplicate's claim cancels its transaction, which is retried without it
+    assert [e.event_id for e in again.counted] == [event(3).event_id]
+    assert len(again.duplicates) == 2
     [counter] = usage.counters_for_tenant(TENANT, DAY, DAY)
-    assert (counter.events, counter.input_tokens, counter.output_tokens) == (2, 10, 10)
-    assert usage.counters_for_day(DAY) == [counter]  # found through the by_day index
-    assert usage.counters_for_day(DAY + timedelta(days=1)) == []
+    assert (counter.events, counter.input_tokens, counter.output_tokens) == (3, 15, 15)
+    assert len(usage.claims_for_day(TENANT, DAY)) == 3
+
+
+def test_usage_of_a_billed_day_becomes_late_usage_on_the_next_open_day(tables: tuple[Any, dict[str, str]]) -> None:
+    client, env = tables
+    usage = UsageRepository(client, env["DOCUCHAT_USAGE_TABLE"])
+    expires = NOW + timedelta(days=100)
+    usage.record_group(TENANT, DAY, "m1", [event(1)], DAY, expires)
+
+    # Given the day is billed
+    usage.close_day(TENANT, DAY, NOW)
+    counters, late = usage.billable(TENANT, DAY)
+    assert [c.events for c in counters] == [1] and late == []
+
+    # When an event of that day arrives two days later
+    result = usage.record_group(TENANT, DAY, "m1", [event(2)], DAY + timedelta(days=2), expires)
+
+    # Then it is counted once, as late usage for the day it arrived, and the billed day is unchanged
+    assert result.late_invoice_day == DAY + timedelta(days=2)
+    assert usage.billable(TENANT, DAY)[0] == counters
+    [late_entry] = usage.billable(TENANT, DAY + timedelta(days=2))[1]
+    assert (late_entry.event_day, late_entry.events, late_entry.total_tokens) == (DAY, 1, 10)
+    assert usage.record_group(TENANT, DAY, "m1", [event(2)], DAY + timedelta(days=2), expires).duplicates
+    # /v1/usage shows usage by the day it happened, late or not
+    assert usage.counters_for_tenant(TENANT, DAY, DAY)[0].events == 2
 
 
 def test_a_tenant_id_is_taken_once(tables: tuple[Any, dict[str, str]]) -> None:
@@ -106,7 +135,17 @@ def test_reingesting_replaces_chunks_and_never_duplicates_them(tables: tuple[Any
 def test_an_invoice_is_created_once_per_tenant_and_period(tables: tuple[Any, dict[str, str]]) -> None:
     client, env = tables
     billing = BillingRepository(client, env["DOCUCHAT_BILLING_TABLE"])
-    line = InvoiceLine(model="m1", input_tokens=5, output_tokens=5, tokens=10, price_tomans_per_1k=20, amount_tomans=1)
+    line = InvoiceLine(
+        usage_day=DAY,
+        model="m1",
+        input_tokens=5,
+        output_tokens=5,
+        tokens=10,
+        events=1,
+        input_price=20,
+        output_price=20,
+        amount_tomans=1,
+    )
     invoice = Invoice(
         invoice_id="inv-x",
         tenant_id=TENANT,

@@ -38,11 +38,16 @@ class MotoAws:
         request = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")
         urllib.request.urlopen(request, timeout=10).close()
 
-    def provision(self, dynamodb_endpoint_url: str | None = None) -> tuple[StageConfig, dict[str, str]]:
-        """Fresh resources for the test stage; returns the stage config and the functions' environment."""
-        config = load_stage("dev").model_copy(update={"name": TEST_STAGE, "mail_sender": SENDER})
+    def provision(
+        self, dynamodb_endpoint_url: str | None = None, stage: str = TEST_STAGE
+    ) -> tuple[StageConfig, dict[str, str]]:
+        """Fresh resources for a stage; returns its config and the functions' environment.
+
+        moto is reset between tests; DynamoDB Local is not, so tests using it pass a stage of their own.
+        """
+        config = load_stage("dev").model_copy(update={"name": stage, "mail_sender": SENDER})
         settings = Settings(
-            stage=TEST_STAGE, aws_endpoint_url=self.endpoint_url, dynamodb_endpoint_url=dynamodb_endpoint_url
+            stage=stage, aws_endpoint_url=self.endpoint_url, dynamodb_endpoint_url=dynamodb_endpoint_url
         )
         env = create_all(AwsClients(settings), config, SENDER)
         return config, env

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from fastapi import APIRouter, Depends, Response
@@ -13,6 +14,7 @@ from functions.chat.schemas import (
     KeyCreate,
     KeyCreated,
     KeyOut,
+    ReconciliationOut,
     TenantCreate,
     TenantOut,
     TenantUpdate,
@@ -46,7 +48,8 @@ def list_tenants(services: Services) -> dict[str, list[Tenant]]:
 
 @router.patch("/tenants/{tenant_id}", response_model=TenantOut)
 def update_tenant(tenant_id: str, body: TenantUpdate, services: Services) -> TenantOut:
-    tenant = _tenant(services, tenant_id).model_copy(update=body.model_dump(exclude_none=True))
+    current = _tenant(services, tenant_id)
+    tenant = Tenant.model_validate({**current.model_dump(), **body.model_dump(exclude_none=True)})
     services.tenants.update(tenant)
     return TenantOut(tenant=tenant)
 
@@ -75,6 +78,15 @@ def revoke_key(tenant_id: str, key_id: str, services: Services) -> Response:
 def run_billing(body: BillingRunRequest, services: Services) -> dict[str, Any]:
     """Runs the nightly billing job for `date` now. Re-running a date creates nothing twice."""
     return services.run_billing(body.date)
+
+
+@router.get("/reconciliation", response_model=ReconciliationOut)
+def reconciliation(services: Services, date: date) -> ReconciliationOut:
+    """For each tenant: the day's unique metered tokens against what its invoices hold."""
+    report = services.reconciler.reconcile(date)
+    return ReconciliationOut(
+        period=report.period, ok=report.ok, mismatches=report.mismatches, tenants=list(report.tenants)
+    )
 
 
 @router.get("/billing/runs", response_model=BillingRunsOut)
