@@ -7,11 +7,10 @@ DynamoDB Local, AWS's own implementation, which has the real transaction semanti
 
 from __future__ import annotations
 
-import itertools
 import random
 import threading
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -19,55 +18,11 @@ from botocore.exceptions import ClientError, ReadTimeoutError
 from botocore.stub import Stubber
 
 from functions.metering import handler as metering
-from local.lambda_runtime import LocalLambdaContext, sqs_event
+from local.lambda_runtime import LocalLambdaContext
 from shared.data.messaging import UsageQueue
 from shared.metering import DurableUsageSink, billing_day
-from shared.models import UsageEvent, UsageKind
 from tests.support.harness import Harness
-
-QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:docuchat-test-usage"
-MORNING = datetime(2026, 11, 20, 6, 0, tzinfo=UTC)  # 09:30 in Tehran: the 20th
-_message_ids = itertools.count()
-
-
-def event(tenant_id: str, n: int, tokens: int = 10, at: datetime = MORNING, model: str = "gpt-4o-mini") -> UsageEvent:
-    return UsageEvent(
-        event_id=f"e{tenant_id}{n:08d}",
-        tenant_id=tenant_id,
-        key_id="k0123456789",
-        kind=UsageKind.CHAT,
-        model=model,
-        input_tokens=tokens,
-        output_tokens=tokens // 2,
-        occurred_at=at,
-    )
-
-
-def deliver(bodies: list[str]) -> tuple[list[str], list[str]]:
-    """One Lambda invocation with a batch (fresh SQS message ids); returns (message ids, failed message ids)."""
-    ids = [f"m{next(_message_ids)}" for _ in bodies]
-    messages = [{"MessageId": i, "ReceiptHandle": f"r-{i}", "Body": b} for i, b in zip(ids, bodies, strict=True)]
-    response = metering.handler(sqs_event(messages, QUEUE_ARN), LocalLambdaContext("metering"))
-    return ids, [f["itemIdentifier"] for f in response["batchItemFailures"]]
-
-
-def deliver_until_done(bodies: list[str], rounds: int = 20) -> None:
-    """What SQS does: deliver, then deliver again what the response named, until nothing fails."""
-    pending = bodies
-    for _ in range(rounds):
-        ids, failed = deliver(pending)
-        pending = [body for i, body in zip(ids, pending, strict=True) if i in failed]
-        if not pending:
-            return
-    raise AssertionError(f"{len(pending)} records still failing after {rounds} deliveries")
-
-
-def totals(
-    harness: Harness, tenant_id: str, start: date = date(2026, 11, 1), end: date = date(2026, 12, 31)
-) -> tuple[int, int]:
-    """(events, tokens) counted for a tenant."""
-    counters = harness.container.usage.counters_for_tenant(tenant_id, start, end)
-    return sum(c.events for c in counters), sum(c.total_tokens for c in counters)
+from tests.support.usage import MORNING, deliver, deliver_until_done, event, totals
 
 
 class FaultyDynamoDB:
@@ -239,7 +194,7 @@ def test_a_concurrent_burst_on_one_tenant_day_drops_nothing_under_throttling(
 
 def test_when_sqs_is_unreachable_the_event_is_parked_and_counted_once_by_the_drain(harness: Harness) -> None:
     # Given SQS answering every send with an error, after botocore's own retries
-    tenant_id, key = harness.new_tenant()
+    tenant_id, _ = harness.new_tenant()
     container = harness.container
     stubber = Stubber(container.aws.sqs)
     for _ in range(2):
