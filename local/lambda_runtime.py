@@ -65,11 +65,6 @@ def sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str = "us-
     return {"Records": records}
 
 
-def scheduled_billing_event() -> dict[str, Any]:
-    """The input the EventBridge Scheduler target passes to the billing function."""
-    return {"source": "docuchat.schedule"}
-
-
 def http_api_event(
     method: str,
     path: str,

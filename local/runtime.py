@@ -10,6 +10,7 @@ import os
 import secrets
 import threading
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from stacks.stage_config import StageConfig, load_stage
 
 LOCAL_STAGE = "local"
 SAVE_EVERY_SECONDS = 30
+OUTBOX_DRAIN_EVERY = timedelta(minutes=5)  # as deployed
 
 
 @dataclass
@@ -109,7 +111,7 @@ class LocalSystem:
         from functions.billing import handler as billing
         from functions.ingestion import handler as ingestion
         from functions.metering import handler as metering
-        from local.workers import NightlySchedule, QueuePoller
+        from local.workers import QueuePoller, RecurringSchedule, every, nightly
         from shared.container import Container, load_settings
 
         self.container = Container(load_settings())
@@ -121,14 +123,34 @@ class LocalSystem:
                 self.container.aws.sqs, self.env[spec.env_var], handlers[spec.consumer], spec.consumer, spec.batch_size
             )
             self._threads.append(poller)
-        self.schedule = NightlySchedule(
-            billing.handler,
-            self.config.billing_hour,
-            self.config.billing_minute,
-            self.config.billing_timezone,
-            self.container.clock,
-        )
-        self._threads.append(self.schedule)
+        config, clock = self.config, self.container.clock
+        self.schedules = {
+            "billing": RecurringSchedule(
+                "billing",
+                billing.handler,
+                {"source": "docuchat.schedule"},
+                nightly(config.billing_hour, config.billing_minute, config.billing_timezone),
+                clock,
+                "billing",
+            ),
+            "reconcile": RecurringSchedule(
+                "reconcile",
+                billing.handler,
+                {"source": billing.RECONCILE},
+                nightly(config.reconcile_hour, config.reconcile_minute, config.billing_timezone),
+                clock,
+                "billing",
+            ),
+            "outbox": RecurringSchedule(
+                "outbox",
+                metering.handler,
+                {"source": metering.OUTBOX_DRAIN},
+                every(OUTBOX_DRAIN_EVERY),
+                clock,
+                "metering",
+            ),
+        }
+        self._threads += self.schedules.values()
         if self._state:
             self._threads.append(threading.Thread(target=self._save_periodically, name="state-saver", daemon=True))
         for thread in self._threads:
@@ -173,7 +195,8 @@ def banner(system: LocalSystem) -> str:
             f"  Answers:    {llm}",
             f"  Payments:   Zibal at {os.environ['DOCUCHAT_ZIBAL_BASE_URL']}",
             f"  Billing:    nightly at {system.config.billing_hour:02d}:{system.config.billing_minute:02d} "
-            f"{system.config.billing_timezone} (next {system.schedule.next_fire:%Y-%m-%d %H:%M})",
+            f"{system.config.billing_timezone} (next {system.schedules['billing'].next_fire:%Y-%m-%d %H:%M}); "
+            f"reconciled at {system.config.reconcile_hour:02d}:{system.config.reconcile_minute:02d}",
             f"  State:      {state}",
             "Press Ctrl-C to stop.",
             "",

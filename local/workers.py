@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from local.lambda_runtime import LocalLambdaContext, scheduled_billing_event, sqs_event
+from local.lambda_runtime import LocalLambdaContext, sqs_event
 from shared.observability import logger
 
 Handler = Callable[[dict[str, Any], Any], Any]
@@ -87,16 +87,34 @@ def next_run(now: datetime, hour: int, minute: int, timezone: str) -> datetime:
     return candidate
 
 
-class NightlySchedule(threading.Thread):
-    """Emulates the EventBridge Scheduler rule that starts billing every night."""
+def nightly(hour: int, minute: int, timezone: str) -> Callable[[datetime], datetime]:
+    return lambda now: next_run(now, hour, minute, timezone)
 
-    def __init__(self, handler: Handler, hour: int, minute: int, timezone: str, clock: Callable[[], datetime]) -> None:
-        super().__init__(name="billing-schedule", daemon=True)
+
+def every(interval: timedelta) -> Callable[[datetime], datetime]:
+    return lambda now: now + interval
+
+
+class RecurringSchedule(threading.Thread):
+    """Emulates an EventBridge Scheduler schedule: calls a function with the schedule's input each time."""
+
+    def __init__(
+        self,
+        name: str,
+        handler: Handler,
+        payload: dict[str, Any],
+        next_fire: Callable[[datetime], datetime],
+        clock: Callable[[], datetime],
+        function_name: str,
+    ) -> None:
+        super().__init__(name=f"schedule-{name}", daemon=True)
         self._handler = handler
-        self._hour, self._minute, self._timezone = hour, minute, timezone
+        self._payload = payload
+        self._next = next_fire
         self._clock = clock
+        self._function_name = function_name
         self._stopping = threading.Event()
-        self.next_fire = next_run(clock(), hour, minute, timezone)
+        self.next_fire = next_fire(clock())
 
     def stop(self) -> None:
         self._stopping.set()
@@ -105,13 +123,13 @@ class NightlySchedule(threading.Thread):
         while not self._stopping.is_set():
             if self._clock() >= self.next_fire:
                 self.fire()
-                self.next_fire = next_run(self._clock(), self._hour, self._minute, self._timezone)
+                self.next_fire = self._next(self._clock())
             self._stopping.wait(min(30.0, max(0.5, (self.next_fire - self._clock()).total_seconds())))
 
     def fire(self) -> Any:
-        logger.info("nightly billing schedule fired")
+        logger.info("schedule fired", extra={"schedule": self.name, "payload": self._payload})
         try:
-            return self._handler(scheduled_billing_event(), LocalLambdaContext("billing", timeout_seconds=300))
+            return self._handler(dict(self._payload), LocalLambdaContext(self._function_name, timeout_seconds=300))
         except Exception:
-            logger.exception("scheduled billing run failed (the deployed scheduler would retry)")
+            logger.exception("a scheduled invocation failed (the deployed scheduler would retry)")
             return None

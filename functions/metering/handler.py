@@ -56,7 +56,8 @@ class GroupedUsageProcessor(BatchProcessor):
                 )
                 for event in events:
                     record = record_of[id(event)]
-                    self.success_messages.remove(record.raw_event)  # Powertools keeps successes as raw records
+                    # Powertools keeps successes as raw records, whatever its annotation says.
+                    self.success_messages.remove(record.raw_event)  # type: ignore[arg-type]
                     results.append(self.failure_handler(record, sys.exc_info()))
         return results
 

@@ -131,6 +131,18 @@ def test_the_whole_journey_over_http_then_a_restart_keeps_the_state(
     assert len(invoices) == 1 and invoices[0]["invoice"]["period"] == today.isoformat()
     assert invoices[0]["invoice"]["total_tokens"] == usage["total_tokens"]
 
+    # `make reconcile DATE=...` finds invoiced tokens equal to the metered ones
+    check = subprocess.run(
+        [sys.executable, "-m", "tools.reconcile", answer_day],
+        cwd=ROOT,
+        env={**os.environ, "DOCUCHAT_API_URL": runtime.url, "DOCUCHAT_ADMIN_KEY": ADMIN_KEY},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "reconciled" in check.stdout and tenant_id in check.stdout
+
     # Ctrl-C stops everything cleanly
     assert runtime.interrupt() == 0
     assert "Stopped." in runtime.log.read_text()

@@ -9,7 +9,7 @@ from functions.billing import handler as billing_handler
 from functions.chat import handler as chat_handler
 from functions.ingestion import handler as ingestion_handler
 from functions.metering import handler as metering_handler
-from local.lambda_runtime import LocalLambdaContext, http_api_event, scheduled_billing_event
+from local.lambda_runtime import LocalLambdaContext, http_api_event
 from local.workers import QueuePoller
 from shared import resources
 from shared.container import Container
@@ -55,8 +55,8 @@ class Harness:
         event = http_api_event(method, path, payload, headers, query)
         return Response(chat_handler.handler(event, LocalLambdaContext("chat")))
 
-    def admin(self, method: str, path: str, body: Any = None) -> Response:
-        return self.call(method, path, body, key=ADMIN_KEY)
+    def admin(self, method: str, path: str, body: Any = None, query: dict[str, str] | None = None) -> Response:
+        return self.call(method, path, body, key=ADMIN_KEY, query=query)
 
     # Tenants
     def new_tenant(self, name: str = "Acme", email: str = "ops@acme.test") -> tuple[str, str]:
@@ -96,4 +96,7 @@ class Harness:
         return int(attributes["ApproximateNumberOfMessages"])
 
     def run_schedule(self) -> Any:
-        return billing_handler.handler(scheduled_billing_event(), LocalLambdaContext("billing", timeout_seconds=300))
+        # The input the EventBridge Scheduler target passes to the billing function (stacks/schedule.py).
+        return billing_handler.handler(
+            {"source": "docuchat.schedule"}, LocalLambdaContext("billing", timeout_seconds=300)
+        )
