@@ -28,6 +28,7 @@ from shared.models import (
     LineKind,
     ModelPrice,
     Tenant,
+    TokenCounts,
     UsageCounter,
 )
 from shared.observability import BILLING_RUN_FAILED, INVOICES_CREATED, logger, metrics
@@ -69,7 +70,7 @@ class PriceTable:
     def price(self, model: str) -> ModelPrice:
         return self._prices.get(model, self._prices["default"])
 
-    def line(self, kind: LineKind, usage_day: date, counter: UsageCounter | LateUsage) -> InvoiceLine:
+    def line(self, kind: LineKind, usage_day: date, counter: TokenCounts) -> InvoiceLine:
         price = self.price(counter.model)
         thousandths = counter.input_tokens * price.input + counter.output_tokens * price.output
         return InvoiceLine(

@@ -147,35 +147,31 @@ class UsageEvent(Record):
         return self.input_tokens + self.output_tokens
 
 
-class UsageCounter(Record):
+class TokenCounts(Record):
+    """Summed usage: tokens in and out, and how many events they came from."""
+
+    tenant_id: str
+    model: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    events: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+class UsageCounter(TokenCounts):
     """Tokens of one tenant, on one billing day, for one model."""
 
-    tenant_id: str
     day: date
-    model: str
-    input_tokens: int = 0
-    output_tokens: int = 0
-    events: int = 0
-
-    @property
-    def total_tokens(self) -> int:
-        return self.input_tokens + self.output_tokens
 
 
-class LateUsage(Record):
+class LateUsage(TokenCounts):
     """Usage metered after its day was billed: it goes on the invoice of `invoice_day` as its own line."""
 
-    tenant_id: str
     invoice_day: date
     event_day: date
-    model: str
-    input_tokens: int = 0
-    output_tokens: int = 0
-    events: int = 0
-
-    @property
-    def total_tokens(self) -> int:
-        return self.input_tokens + self.output_tokens
 
 
 class InvoiceStatus(StrEnum):
