@@ -25,7 +25,10 @@ def test_secrets_fill_the_settings_and_the_placeholder_means_no_key(moto_aws: An
 
     # When a function loads its settings
     settings = load_settings(
-        aws_endpoint_url=endpoint, openai_secret_arn=unset, admin_key_secret_arn=admin, zibal_merchant_secret_arn=merchant
+        aws_endpoint_url=endpoint,
+        openai_secret_arn=unset,
+        admin_key_secret_arn=admin,
+        zibal_merchant_secret_arn=merchant,
     )
 
     # Then the admin key and merchant come from their secrets, and the placeholder leaves the LLM off
