@@ -15,7 +15,7 @@ from stacks.compute import Functions
 from stacks.data import Tables
 from stacks.messaging import Queues, subscribe_consumers
 from stacks.monitoring import Monitoring
-from stacks.schedule import NightlyBilling
+from stacks.schedule import Schedules
 from stacks.secrets import Secrets
 from stacks.stage_config import StageConfig
 from stacks.storage import DocumentsBucket
@@ -48,14 +48,14 @@ class DataStack(Stack):
 
 
 class ServiceStack(Stack):
-    """The functions, the HTTP API, the nightly schedule, alarms and dashboard."""
+    """The functions, the HTTP API, the schedules, alarms and dashboard."""
 
     def __init__(self, scope: Construct, *, stage: StageConfig, env: Environment, data: DataStack) -> None:
         super().__init__(
             scope,
             stack_name(stage, "Service"),
             env=env,
-            description=f"DocuChat {stage.name}: functions, HTTP API, billing schedule, monitoring",
+            description=f"DocuChat {stage.name}: functions, HTTP API, schedules, monitoring",
         )
         # Exports keep the Data stack from being deleted while this stack uses it (see the decision record).
         CrossStackReferences.of(self).consume(ReferenceStrength.STRONG)
@@ -72,7 +72,7 @@ class ServiceStack(Stack):
         self.api = ChatApi(self, "Api", stage=stage, handler=self.functions.api_handler)
         billing = self.functions.by_id["billing"]
         billing.add_environment(PUBLIC_BASE_URL_ENV, self.api.base_url)
-        self.nightly_billing = NightlyBilling(self, "NightlyBilling", stage=stage, billing=billing)
+        self.schedules = Schedules(self, "Schedules", stage=stage, functions=self.functions.by_id)
         self.monitoring = Monitoring(
             self,
             "Monitoring",
@@ -82,7 +82,7 @@ class ServiceStack(Stack):
             queues={queue_id: item.queue for queue_id, item in data.queues.by_id.items()},
             dead_letter_queues={
                 **{queue_id: item.dead_letter_queue for queue_id, item in data.queues.by_id.items()},
-                "billing-schedule": self.nightly_billing.dead_letter_queue,
+                **{f"{fid}-schedule": queue for fid, queue in self.schedules.dead_letter_queues.items()},
             },
         )
 

@@ -20,12 +20,27 @@ LLM_CALL_FAILURES = "LLMCallFailures"
 BILLING_RUN_FAILED = "BillingRunFailed"
 TOKENS_METERED = "TokensMetered"
 CHAT_REQUESTS = "ChatRequests"
+RECONCILIATION_MISMATCHES = "ReconciliationMismatches"
+PAYMENTS_REJECTED = "PaymentsRejected"
+USAGE_EVENTS_LATE = "UsageEventsLate"
+USAGE_EVENTS_DUPLICATE = "UsageEventsDuplicate"
 
 PERIOD = Duration.minutes(5)
 API_5XX_PERCENT = 5
 API_P95_LATENCY_MS = 2000
 # One failed upstream call is a blip the retries absorb; this many in five minutes means the LLM is in trouble.
 LLM_FAILURES_PER_PERIOD = 3
+# The reconciliation runs once a night; a day-long period keeps a mismatch in ALARM until the next night's check.
+RECONCILIATION_PERIOD = Duration.days(1)
+# A payer's browser may replay a callback now and then; a burst of refusals means forgeries or a wrong merchant.
+PAYMENTS_REJECTED_WINDOW = Duration.minutes(15)
+PAYMENTS_REJECTED_PER_WINDOW = 5
+# Tokens metered per hour against CloudWatch's learned band (daily and weekly seasonality): a runaway client shows
+# as hours above it. Three standard deviations and two of three hours keep ordinary busy days quiet.
+TOKEN_ANOMALY_PERIOD = Duration.hours(1)
+TOKEN_ANOMALY_STD_DEVS = 3
+TOKEN_ANOMALY_EVALUATION_PERIODS = 3
+TOKEN_ANOMALY_DATAPOINTS_TO_ALARM = 2
 
 _ALARM_ON_ANY = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
 
@@ -75,15 +90,46 @@ class Monitoring(Construct):
             threshold=1,
             description="A billing run failed; invoices for that day may be missing (re-running is safe)",
         )
+        self._money_alarms()
         self.dashboard = self._dashboard(http_api, functions, {**queues, **_suffixed(dead_letter_queues, "dlq")})
 
-    def custom_metric(self, metric_name: str, *, service: str) -> cloudwatch.Metric:
+    def custom_metric(self, metric_name: str, *, service: str, period: Duration = PERIOD) -> cloudwatch.Metric:
         return cloudwatch.Metric(
             namespace=metrics_namespace(self._stage.name),
             metric_name=metric_name,
             dimensions_map={"service": service},
             statistic=cloudwatch.Stats.SUM,
-            period=PERIOD,
+            period=period,
+        )
+
+    def _money_alarms(self) -> None:
+        """Invariants 1 and 2 watched in production: counts that disagree, tokens out of the ordinary, forgeries."""
+        self._alarm(
+            "reconciliation-mismatch",
+            metric=self.custom_metric(RECONCILIATION_MISMATCHES, service="billing", period=RECONCILIATION_PERIOD),
+            threshold=1,
+            description="The nightly reconciliation found tenants whose invoiced tokens differ from the metered ones",
+        )
+        self._alarm(
+            "payments-rejected",
+            metric=self.custom_metric(PAYMENTS_REJECTED, service="chat", period=PAYMENTS_REJECTED_WINDOW),
+            threshold=PAYMENTS_REJECTED_PER_WINDOW,
+            description=f"{PAYMENTS_REJECTED_PER_WINDOW} or more payment callbacks refused in "
+            f"{int(PAYMENTS_REJECTED_WINDOW.to_minutes())} minutes: forged callbacks or a misconfigured merchant",
+        )
+        self._notify(
+            cloudwatch.AnomalyDetectionAlarm(
+                self,
+                _construct_id("token-consumption-anomaly"),
+                alarm_name=physical_name(self._stage.name, "token-consumption-anomaly"),
+                alarm_description="Tokens metered per hour above the expected band: a runaway client or abuse",
+                metric=self.custom_metric(TOKENS_METERED, service="metering", period=TOKEN_ANOMALY_PERIOD),
+                std_devs=TOKEN_ANOMALY_STD_DEVS,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_UPPER_THRESHOLD,
+                evaluation_periods=TOKEN_ANOMALY_EVALUATION_PERIODS,
+                datapoints_to_alarm=TOKEN_ANOMALY_DATAPOINTS_TO_ALARM,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
         )
 
     def _api_alarms(self, http_api: apigwv2.HttpApi) -> None:
@@ -153,6 +199,9 @@ class Monitoring(Construct):
             # No data means no requests, no failures, no messages: nothing is wrong.
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
+        return self._notify(alarm)
+
+    def _notify(self, alarm: cloudwatch.Alarm) -> cloudwatch.Alarm:
         alarm.add_alarm_action(cloudwatch_actions.SnsAction(self.topic))
         self.alarms.append(alarm)
         return alarm
@@ -163,8 +212,8 @@ class Monitoring(Construct):
         functions: dict[str, lambda_.Function],
         queues: dict[str, sqs.IQueue],
     ) -> cloudwatch.Dashboard:
-        def graph(title: str, metrics: list[cloudwatch.IMetric]) -> cloudwatch.GraphWidget:
-            return cloudwatch.GraphWidget(title=title, left=metrics, width=8, height=6)
+        def graph(title: str, metrics: list[cloudwatch.IMetric], width: int = 8) -> cloudwatch.GraphWidget:
+            return cloudwatch.GraphWidget(title=title, left=metrics, width=width, height=6)
 
         sum_ = cloudwatch.Stats.SUM
         return cloudwatch.Dashboard(
@@ -229,6 +278,15 @@ class Monitoring(Construct):
                 [
                     graph(metric_name, [self._every_service(metric_name)])
                     for metric_name in (TOKENS_METERED, CHAT_REQUESTS, LLM_CALL_FAILURES)
+                ],
+                [
+                    graph(metric_name, [self._every_service(metric_name)], width=6)
+                    for metric_name in (
+                        RECONCILIATION_MISMATCHES,
+                        PAYMENTS_REJECTED,
+                        USAGE_EVENTS_LATE,
+                        USAGE_EVENTS_DUPLICATE,
+                    )
                 ],
             ],
         )

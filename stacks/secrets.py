@@ -19,7 +19,8 @@ ZIBAL_MERCHANT_SECRET_ENV = "DOCUCHAT_ZIBAL_MERCHANT_SECRET_ARN"
 
 # Which function reads which secret; each gets read access to exactly these.
 SECRETS_BY_FUNCTION: dict[str, tuple[str, ...]] = {
-    "chat": (OPENAI_SECRET_ENV, ADMIN_KEY_SECRET_ENV),
+    # The merchant too: the payment callback verifies with Zibal (verify, and inquiry on "already verified").
+    "chat": (OPENAI_SECRET_ENV, ADMIN_KEY_SECRET_ENV, ZIBAL_MERCHANT_SECRET_ENV),
     "billing": (ZIBAL_MERCHANT_SECRET_ENV,),
 }
 
@@ -51,7 +52,7 @@ class Secrets(Construct):
         zibal_merchant = secretsmanager.Secret(
             self,
             "ZibalMerchant",
-            description=f"DocuChat {stage.name}: Zibal merchant id for payment links",
+            description=f"DocuChat {stage.name}: Zibal merchant id (billing requests payments, chat verifies them)",
             secret_string_value=SecretValue.unsafe_plain_text(ZIBAL_SANDBOX_MERCHANT),
             removal_policy=removal_policy(stage),
         )

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CDK_JSON = PROJECT_ROOT / "cdk.json"
@@ -47,6 +47,9 @@ class StageConfig(BaseModel):
     billing_timezone: str
     billing_hour: int = Field(ge=0, le=23)
     billing_minute: int = Field(ge=0, le=59)
+    # The nightly check that invoiced tokens equal metered events; it reads what billing wrote, so it runs later.
+    reconcile_hour: int = Field(2, ge=0, le=23)
+    reconcile_minute: int = Field(0, ge=0, le=59)
     mail_sender: str
     zibal_base_url: str
     api_throttle_rate: int = Field(gt=0)
@@ -69,10 +72,22 @@ class StageConfig(BaseModel):
     def _fill_sizing(cls, sizing: dict[str, FunctionSizing]) -> dict[str, FunctionSizing]:
         return {**DEFAULT_SIZING, **sizing}
 
+    @model_validator(mode="after")
+    def _reconciles_after_billing(self) -> StageConfig:
+        # Both look at the previous day, so the check must come after the run on the same day, not wrap past midnight.
+        if (self.reconcile_hour, self.reconcile_minute) <= (self.billing_hour, self.billing_minute):
+            raise ValueError("the reconciliation must come later in the day than billing (reconcile_hour, _minute)")
+        return self
+
     @property
     def billing_cron(self) -> str:
         """EventBridge Scheduler cron, evaluated in billing_timezone."""
-        return f"cron({self.billing_minute} {self.billing_hour} * * ? *)"
+        return _daily_cron(self.billing_hour, self.billing_minute)
+
+    @property
+    def reconcile_cron(self) -> str:
+        """EventBridge Scheduler cron, evaluated in billing_timezone."""
+        return _daily_cron(self.reconcile_hour, self.reconcile_minute)
 
     def runtime_environment(self) -> dict[str, str]:
         """Settings every function receives as environment variables (see shared.settings)."""
@@ -86,6 +101,10 @@ class StageConfig(BaseModel):
             "POWERTOOLS_LOG_LEVEL": self.log_level,
             "POWERTOOLS_METRICS_NAMESPACE": metrics_namespace(self.name),
         }
+
+
+def _daily_cron(hour: int, minute: int) -> str:
+    return f"cron({minute} {hour} * * ? *)"
 
 
 def metrics_namespace(stage: str) -> str:

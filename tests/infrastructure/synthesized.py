@@ -83,6 +83,12 @@ class SynthesizedStage:
     def queue(self, queue_name: str) -> tuple[str, Resource]:
         return self.named("AWS::SQS::Queue", "QueueName", queue_name)
 
+    def schedule(self, name: str) -> tuple[str, Resource]:
+        return self.named("AWS::Scheduler::Schedule", "Name", physical_name(self.stage.name, name))
+
+    def alarm(self, name: str) -> Resource:
+        return self.named("AWS::CloudWatch::Alarm", "AlarmName", physical_name(self.stage.name, name))[1]
+
     # --- following references ----------------------------------------------------------------------------
 
     def targets(self, value: Any) -> set[str]:
@@ -108,6 +114,15 @@ class SynthesizedStage:
             if role_id in self.targets(props(policy)["Roles"]):
                 statements.extend(props(policy)["PolicyDocument"]["Statement"])
         return statements
+
+    def grants_of_role(self, role_id: str) -> dict[str, set[str]]:
+        """Each action the role's policies allow, with the logical ids of the resources it is allowed on."""
+        granted: dict[str, set[str]] = {}
+        for statement in self.policy_statements_of_role(role_id):
+            assert statement["Effect"] == "Allow", statement
+            for action in actions_of(statement):
+                granted.setdefault(action, set()).update(self.targets(statement["Resource"]))
+        return granted
 
     def alarms_watching(self, namespace: str, metric_name: str, dimensions: dict[str, str]) -> list[Resource]:
         """Alarms whose metric (or one of whose math inputs) is namespace/metric_name with these dimensions.
@@ -177,3 +192,17 @@ def dashboard_body(synthesized: SynthesizedStage) -> str:
     """The dashboard's JSON body with references flattened to text, for looking up what it shows."""
     _, dashboard = synthesized.one_of_type("AWS::CloudWatch::Dashboard")
     return json.dumps(props(dashboard)["DashboardBody"])
+
+
+def dashboard_widgets(synthesized: SynthesizedStage) -> list[dict[str, Any]]:
+    """The dashboard's widgets, parsed, each reference in them written as ${<logical id or pseudo parameter>}."""
+    _, dashboard = synthesized.one_of_type("AWS::CloudWatch::Dashboard")
+    parts = props(dashboard)["DashboardBody"]["Fn::Join"][1]
+
+    def text(part: Any) -> str:
+        if isinstance(part, str):
+            return part
+        return "${%s}" % (part["Ref"] if str(part.get("Ref", "")).startswith("AWS::") else synthesized.target(part))
+
+    widgets: list[dict[str, Any]] = json.loads("".join(text(part) for part in parts))["widgets"]
+    return widgets

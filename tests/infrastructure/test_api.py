@@ -1,10 +1,7 @@
-"""The HTTP API in front of chat (SnapStart where the stage asks) and the nightly billing schedule."""
+"""The HTTP API in front of chat, with SnapStart where the stage asks for it."""
 
 from __future__ import annotations
 
-import json
-
-from stacks.schedule import SCHEDULE_INPUT
 from tests.infrastructure.synthesized import SynthesizedStage, props
 
 
@@ -71,34 +68,3 @@ def test_snap_start_and_the_alias_follow_the_stage(synthesized: SynthesizedStage
     # Then: no other function pays for SnapStart
     others = [fid for fid in ("ingestion", "metering", "billing") if "SnapStart" in props(synthesized.function(fid)[1])]
     assert others == []
-
-
-def test_billing_runs_nightly_on_the_stage_cron_and_time_zone(synthesized: SynthesizedStage) -> None:
-    # Given
-    stage = synthesized.stage
-    billing_id, _ = synthesized.function("billing")
-    # When
-    _, schedule = synthesized.one_of_type("AWS::Scheduler::Schedule")
-    properties = props(schedule)
-    target = properties["Target"]
-    # Then
-    assert properties["ScheduleExpression"] == stage.billing_cron
-    assert properties["ScheduleExpression"] == f"cron({stage.billing_minute} {stage.billing_hour} * * ? *)"
-    assert properties["ScheduleExpressionTimezone"] == stage.billing_timezone
-    assert properties["State"] == "ENABLED"
-    assert synthesized.target(target["Arn"]) == billing_id
-    assert json.loads(target["Input"]) == SCHEDULE_INPUT == {"source": "docuchat.schedule"}
-    assert 1 <= target["RetryPolicy"]["MaximumRetryAttempts"] <= 5
-
-
-def test_failed_billing_invocations_land_in_a_watched_dead_letter_queue(synthesized: SynthesizedStage) -> None:
-    # Given
-    _, schedule = synthesized.one_of_type("AWS::Scheduler::Schedule")
-    dlq_id = synthesized.target(props(schedule)["Target"]["DeadLetterConfig"]["Arn"])
-    # When
-    _, async_config = synthesized.one_of_type("AWS::Lambda::EventInvokeConfig")
-    # Then: the same queue catches runs that failed inside billing after Lambda's retries
-    assert synthesized.resources[dlq_id]["Type"] == "AWS::SQS::Queue"
-    assert synthesized.target(props(async_config)["DestinationConfig"]["OnFailure"]["Destination"]) == dlq_id
-    assert synthesized.target(props(async_config)["FunctionName"]) == synthesized.function("billing")[0]
-    assert synthesized.alarms_watching("AWS/SQS", "ApproximateNumberOfMessagesVisible", {"QueueName": dlq_id})
