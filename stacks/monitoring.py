@@ -24,6 +24,7 @@ RECONCILIATION_MISMATCHES = "ReconciliationMismatches"
 PAYMENTS_REJECTED = "PaymentsRejected"
 USAGE_EVENTS_LATE = "UsageEventsLate"
 USAGE_EVENTS_DUPLICATE = "UsageEventsDuplicate"
+USAGE_EVENTS_PARKED = "UsageEventsParked"
 
 PERIOD = Duration.minutes(5)
 API_5XX_PERCENT = 5
@@ -276,8 +277,8 @@ class Monitoring(Construct):
                     cloudwatch.AlarmStatusWidget(title="Alarms", alarms=list(self.alarms), width=8, height=6),
                 ],
                 [
-                    graph(metric_name, [self._every_service(metric_name)])
-                    for metric_name in (TOKENS_METERED, CHAT_REQUESTS, LLM_CALL_FAILURES)
+                    graph(metric_name, [self._every_service(metric_name)], width=6)
+                    for metric_name in (TOKENS_METERED, CHAT_REQUESTS, LLM_CALL_FAILURES, USAGE_EVENTS_PARKED)
                 ],
                 [
                     graph(metric_name, [self._every_service(metric_name)], width=6)

@@ -200,6 +200,7 @@ def test_the_dashboard_shows_api_functions_queues_and_custom_metrics(synthesized
         "PaymentsRejected",
         "UsageEventsLate",
         "UsageEventsDuplicate",
+        "UsageEventsParked",
     ],
 )
 def test_the_dashboard_graphs_each_custom_metric_across_services(
@@ -236,3 +237,4 @@ def test_alarmed_metric_names_are_the_ones_the_code_emits() -> None:
     assert monitoring.PAYMENTS_REJECTED == observability.PAYMENTS_REJECTED
     assert monitoring.USAGE_EVENTS_LATE == observability.USAGE_EVENTS_LATE
     assert monitoring.USAGE_EVENTS_DUPLICATE == observability.USAGE_EVENTS_DUPLICATE
+    assert monitoring.USAGE_EVENTS_PARKED == observability.USAGE_EVENTS_PARKED
