@@ -31,8 +31,12 @@ class PaymentService:
         self._gateway = gateway
         self._clock = clock
 
-    def confirm(self, track_id: str, order_id: str) -> Invoice:
-        """Handle Zibal's callback for `order_id` (an invoice id) and `track_id`; returns the invoice."""
+    def confirm(self, track_id: str, order_id: str, success: bool) -> Invoice:
+        """Handle Zibal's callback for `order_id` (an invoice id) and `track_id`; returns the invoice.
+
+        `success` is what the callback claims: a payer who cancelled is answered without asking Zibal, and a
+        claimed success that Zibal does not confirm counts as a rejected (possibly forged) payment.
+        """
         invoice = self._invoice(order_id)
         if invoice.payment_track_id != track_id:
             raise self._reject(invoice, f"trackId {track_id} does not belong to invoice {order_id}")
@@ -40,7 +44,9 @@ class PaymentService:
             return invoice  # a replayed callback: nothing to do, and no second verify
         if invoice.status != InvoiceStatus.OPEN:
             raise self._reject(invoice, f"invoice {order_id} is {invoice.status.value}, not awaiting payment")
-        transaction = self._verified(track_id)
+        if not success:
+            raise InvalidInput("the payment was not completed (cancelled or failed at the gateway)")
+        transaction = self._verified(invoice, track_id)
         if int(transaction.get("amount", -1)) != invoice.amount_rials:
             raise self._reject(
                 invoice, f"Zibal reports {transaction.get('amount')} Rials paid, the invoice is {invoice.amount_rials}"
@@ -57,17 +63,17 @@ class PaymentService:
             raise NotFound(f"invoice {order_id} not found")
         return invoice
 
-    def _verified(self, track_id: str) -> dict[str, Any]:
+    def _verified(self, invoice: Invoice, track_id: str) -> dict[str, Any]:
         """Zibal's word that the transaction is paid: verify, or inquiry when it was verified before."""
         try:
             answer = self._gateway.verify(track_id)
             if int(answer.get("result", -1)) == ALREADY_VERIFIED:
                 answer = self._gateway.inquiry(track_id)
                 if int(answer.get("result", -1)) != SUCCESS or int(answer.get("status", -1)) != VERIFIED_STATUS:
-                    raise InvalidInput(f"Zibal does not report transaction {track_id} as paid")
+                    raise self._reject(invoice, f"Zibal does not report transaction {track_id} as paid")
             elif int(answer.get("result", -1)) != SUCCESS:
-                raise InvalidInput(
-                    f"payment not completed: Zibal answered {answer.get('result')} ({answer.get('message')})"
+                raise self._reject(
+                    invoice, f"payment not completed: Zibal answered {answer.get('result')} ({answer.get('message')})"
                 )
         except GatewayUnavailable as error:
             # Not the caller's fault: Zibal calls back again, and the payer can retry; nothing was changed.

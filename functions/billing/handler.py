@@ -14,6 +14,8 @@ from shared.models import BillingRunStatus
 from shared.observability import logger, metrics, tracer
 
 RECONCILE = "docuchat.reconcile"
+# Who asked for a billing run: the nightly schedule (stacks/schedule.py) or the admin API (shared/container.py).
+TRIGGERS = {"docuchat.schedule": "schedule", "docuchat.admin": "admin"}
 services = FunctionServices()
 configure = services.configure  # tests and the local runtime pass their own container
 
@@ -36,9 +38,12 @@ def period_of(event: dict[str, Any], container: Container) -> date:
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     container = services.get()
-    if event.get("source") == RECONCILE:  # the nightly check after billing; its metric is alarmed
+    source = event.get("source")
+    if source == RECONCILE:  # the nightly check after billing; its metric is alarmed
         return container.reconciler.reconcile(period_of(event, container)).model_dump(mode="json")
-    trigger = "admin" if event.get("source") == "docuchat.admin" else "schedule"
+    if source not in TRIGGERS:
+        raise InvalidInput(f"unknown event source {source!r}: expected one of {sorted([*TRIGGERS, RECONCILE])}")
+    trigger = TRIGGERS[source]
     run = container.billing_service.close_day(period_of(event, container), trigger=trigger)
     if run.status == BillingRunStatus.FAILED and trigger == "schedule":
         raise BillingRunFailedError(f"billing {run.period} failed for {len(run.errors)} tenant(s): {run.errors[:3]}")

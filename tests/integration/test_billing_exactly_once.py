@@ -9,8 +9,11 @@ from typing import Any
 
 import pytest
 
+from functions.billing import handler as billing
 from local.fake_zibal import FakeZibal
+from local.lambda_runtime import LocalLambdaContext
 from shared.billing import invoice_id_for
+from shared.errors import InvalidInput
 from shared.models import InvoiceStatus
 from tests.support.harness import Harness
 from tests.support.usage import DAY, MORNING, bill, deliver_until_done, emails_to, event, metered, requests
@@ -162,3 +165,11 @@ def test_a_random_stream_with_duplicates_and_late_events_is_invoiced_exactly(
     for day_offset in range(3):
         report = any_harness.container.reconciler.reconcile(DAY + timedelta(days=day_offset))
         assert report.ok, report
+
+
+def test_an_unknown_event_source_closes_no_day(harness: Harness) -> None:
+    tenant_id, _ = harness.new_tenant()
+    metered(tenant_id, 1)
+    with pytest.raises(InvalidInput, match="unknown event source"):
+        billing.handler({"source": "docuchat.shedule"}, LocalLambdaContext("billing"))
+    assert not harness.container.usage.is_closed(tenant_id, DAY)

@@ -141,3 +141,18 @@ def test_missing_or_garbage_parameters_get_a_4xx_and_change_nothing(
     assert response.status == status, response
     assert "error" in response.json
     assert stored(harness, invoice).status == InvoiceStatus.OPEN
+
+
+def test_a_claimed_success_that_zibal_does_not_confirm_is_counted_as_rejected(
+    harness: Harness, invoice: Invoice, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rejected: list[int] = []
+    monkeypatch.setattr("shared.payments.metrics.add_metric", lambda **kw: rejected.append(kw["value"]))
+    forged = {"trackId": str(invoice.payment_track_id), "orderId": invoice.invoice_id, "success": "1"}
+    assert callback(harness, forged).status == 400
+    assert rejected == [1]
+
+    # A payer who cancelled is answered without asking Zibal, and is not counted as a forgery
+    cancelled = {**forged, "success": "0", "status": "3"}
+    assert callback(harness, cancelled).status == 400
+    assert rejected == [1]

@@ -20,6 +20,6 @@ def zibal_callback(
     success: Annotated[str | None, Query(max_length=8)] = None,
     status: Annotated[str | None, Query(max_length=8)] = None,
 ) -> PaymentConfirmation:
-    """Zibal's `success` and `status` are informational: only its verify marks an invoice paid."""
-    invoice = services.payments.confirm(track_id, order_id)
+    """Zibal's `success` and `status` are claims: only its verify marks an invoice paid."""
+    invoice = services.payments.confirm(track_id, order_id, success=success == "1")
     return PaymentConfirmation(invoice_id=invoice.invoice_id, status=invoice.status.value, paid_at=invoice.paid_at)
