@@ -78,8 +78,9 @@ layer: $(VENV)/.installed ## build the Lambda dependency layer (ARM64, Python 3.
 synth: layer ## CloudFormation templates for STAGE (dev|staging|prod) in cdk.out/
 	$(PY) app.py --stage $(STAGE)
 
-bench: $(VENV)/.installed ## run the benchmarks; results in bench/results/*.json
+bench: install ## run the benchmarks; results in bench/results/*.json
 	$(PY) -m bench.cold_start
+	$(PY) -m bench.metering
 
 reconcile: $(VENV)/.installed ## check invoiced tokens == metered events for DATE=YYYY-MM-DD (DOCUCHAT_API_URL, DOCUCHAT_ADMIN_KEY)
 	@test -n "$(DATE)" || { echo "usage: make reconcile DATE=YYYY-MM-DD"; exit 2; }
