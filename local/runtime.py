@@ -101,6 +101,7 @@ class LocalSystem:
                 "DOCUCHAT_ADMIN_KEY": self.options.admin_key,
                 "DOCUCHAT_PUBLIC_BASE_URL": self.url,
                 "DOCUCHAT_ZIBAL_BASE_URL": zibal_url,
+                "DOCUCHAT_METERING_CONCURRENCY": "1",  # moto's transactions are not thread-safe
                 "POWERTOOLS_TRACE_DISABLED": "true",
                 "POWERTOOLS_METRICS_DISABLED": "true",
                 "POWERTOOLS_SERVICE_NAME": "docuchat-local",

@@ -112,7 +112,12 @@ class Container:
     @cached_property
     def metering(self) -> MeteringService:
         return MeteringService(
-            self.usage, self.outbox, KnownTenants(self.tenants), self.settings.billing_timezone, self.clock
+            self.usage,
+            self.outbox,
+            KnownTenants(self.tenants),
+            self.settings.billing_timezone,
+            self.clock,
+            concurrency=self.settings.metering_concurrency,
         )
 
     @cached_property

@@ -102,7 +102,9 @@ class MeteringService:
         tenants: KnownTenants,
         timezone: str,
         clock: Callable[[], datetime],
+        concurrency: int = 1,
     ) -> None:
+        self.concurrency = concurrency  # group transactions of one batch in flight at once
         self._usage = usage
         self._outbox = outbox
         self._tenants = tenants

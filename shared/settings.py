@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     # Where Zibal sends the payer back: the public API's base URL.
     public_base_url: str = Field("http://127.0.0.1:8000", validation_alias=_env("DOCUCHAT_PUBLIC_BASE_URL"))
 
+    # How many of a batch's group transactions metering sends at once. moto's TransactWriteItems is not
+    # thread-safe, so the local runtime and the moto-backed tests set 1.
+    metering_concurrency: int = Field(8, ge=1, le=32, validation_alias=_env("DOCUCHAT_METERING_CONCURRENCY"))
+
     # Limits on what a caller may send.
     max_request_bytes: int = Field(2_000_000, gt=0, validation_alias=_env("DOCUCHAT_MAX_REQUEST_BYTES"))
     max_message_chars: int = Field(8_000, gt=0, validation_alias=_env("DOCUCHAT_MAX_MESSAGE_CHARS"))

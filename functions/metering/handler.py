@@ -8,15 +8,17 @@ The schedule also invokes it every five minutes to drain the outbox of events SQ
 from __future__ import annotations
 
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.base import ExceptionInfo
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.container import FunctionServices
-from shared.metering import MeteringService, parse_event
+from shared.metering import GroupKey, MeteringService, parse_event
 from shared.models import UsageEvent
 from shared.observability import logger, metrics, tracer
 
@@ -47,19 +49,29 @@ class GroupedUsageProcessor(BatchProcessor):
     def process(self) -> list[tuple[Any, ...]]:
         results = super().process()
         record_of = {id(event): record for record, event in self._parsed}
-        for key, events in self._metering.groups([event for _, event in self._parsed]).items():
-            try:
-                self._metering.meter_group(key, events)
-            except Exception as error:
-                logger.warning(
-                    "metering a group failed; its records come again", extra={"group": str(key), "error": repr(error)}
-                )
-                for event in events:
-                    record = record_of[id(event)]
-                    # Powertools keeps successes as raw records, whatever its annotation says.
-                    self.success_messages.remove(record.raw_event)  # type: ignore[arg-type]
-                    results.append(self.failure_handler(record, sys.exc_info()))
+        groups = list(self._metering.groups([event for _, event in self._parsed]).items())
+        # Groups are independent (another tenant, day or model): their transactions go out side by side.
+        with ThreadPoolExecutor(max_workers=max(1, min(self._metering.concurrency, len(groups)))) as pool:
+            failures = list(pool.map(self._meter, groups))
+        for (key, events), failure in zip(groups, failures, strict=True):
+            if failure is None:
+                continue
+            logger.warning(
+                "metering a group failed; its records come again", extra={"group": str(key), "error": repr(failure[1])}
+            )
+            for event in events:
+                record = record_of[id(event)]
+                # Powertools keeps successes as raw records, whatever its annotation says.
+                self.success_messages.remove(record.raw_event)  # type: ignore[arg-type]
+                results.append(self.failure_handler(record, failure))
         return results
+
+    def _meter(self, group: tuple[GroupKey, list[UsageEvent]]) -> ExceptionInfo | None:
+        try:
+            self._metering.meter_group(*group)
+        except Exception:
+            return sys.exc_info()
+        return None
 
 
 @logger.inject_lambda_context

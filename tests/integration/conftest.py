@@ -37,6 +37,8 @@ def _set_environment(
     }
     if dynamodb_endpoint_url:
         values["DOCUCHAT_DYNAMODB_ENDPOINT_URL"] = dynamodb_endpoint_url
+    else:
+        values["DOCUCHAT_METERING_CONCURRENCY"] = "1"  # moto's transactions are not thread-safe
     for name, value in values.items():
         monkeypatch.setenv(name, value)
     return values
