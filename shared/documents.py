@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from shared.chunking import chunk_text
@@ -13,10 +13,18 @@ from shared.errors import InvalidInput, NotFound, PayloadTooLarge
 from shared.ids import new_id
 from shared.models import Chunk, Document, DocumentStatus, Principal
 from shared.observability import DOCUMENTS_FAILED, DOCUMENTS_INGESTED, logger, metrics
+from shared.parsing import HTML, MARKDOWN, PLAIN, SUPPORTED_TYPES, UnreadableDocument, extract_text
 from shared.settings import Settings
 
-INLINE_CONTENT_TYPES = ("text/plain", "text/markdown")
+INLINE_CONTENT_TYPES = (PLAIN, MARKDOWN, HTML)
 MAX_TITLE_CHARS = 200
+
+
+def _checked_title(title: str) -> str:
+    title = title.strip()
+    if not title or len(title) > MAX_TITLE_CHARS:
+        raise InvalidInput(f"title must be 1 to {MAX_TITLE_CHARS} characters")
+    return title
 
 
 class IngestOutcome(StrEnum):
@@ -34,29 +42,48 @@ class DocumentService:
         self._blobs = blobs
         self._clock = clock
 
+    def create_upload(
+        self, principal: Principal, title: str, content_type: str, size_bytes: int
+    ) -> tuple[Document, str, datetime]:
+        """A pending document and a presigned URL to PUT its file to; ingestion starts when it arrives."""
+        title = _checked_title(title)
+        if content_type not in SUPPORTED_TYPES:
+            raise InvalidInput(f"content_type must be one of {', '.join(SUPPORTED_TYPES)}")
+        if size_bytes <= 0:
+            raise InvalidInput("size_bytes must be above zero: an empty file has nothing to index")
+        if size_bytes > self._settings.max_upload_bytes:
+            raise PayloadTooLarge(f"files are limited to {self._settings.max_upload_bytes:,} bytes")
+        document = self._new_document(principal, title, content_type, size_bytes)
+        self._documents.put(document)
+        url = self._blobs.presigned_put(
+            document.source_key, content_type, size_bytes, self._settings.upload_url_seconds
+        )
+        return document, url, document.created_at + timedelta(seconds=self._settings.upload_url_seconds)
+
+    def _new_document(self, principal: Principal, title: str, content_type: str, size_bytes: int) -> Document:
+        now = self._clock()
+        document_id = new_id("d")
+        return Document(
+            tenant_id=principal.tenant_id,
+            document_id=document_id,
+            title=title,
+            content_type=content_type,
+            source_key=source_key(principal.tenant_id, document_id),
+            size_bytes=size_bytes,
+            created_at=now,
+            updated_at=now,
+        )
+
     def create_inline(self, principal: Principal, title: str, text: str, content_type: str) -> Document:
-        title = title.strip()
-        if not title or len(title) > MAX_TITLE_CHARS:
-            raise InvalidInput(f"title must be 1 to {MAX_TITLE_CHARS} characters")
+        title = _checked_title(title)
         if content_type not in INLINE_CONTENT_TYPES:
             raise InvalidInput(f"content_type must be one of {', '.join(INLINE_CONTENT_TYPES)}")
         if not text.strip():
             raise InvalidInput("text must not be empty")
         if len(text) > self._settings.max_document_chars:
             raise PayloadTooLarge(f"text is longer than {self._settings.max_document_chars} characters")
-        now = self._clock()
-        document_id = new_id("d")
         body = text.encode("utf-8")
-        document = Document(
-            tenant_id=principal.tenant_id,
-            document_id=document_id,
-            title=title,
-            content_type=content_type,
-            source_key=source_key(principal.tenant_id, document_id),
-            size_bytes=len(body),
-            created_at=now,
-            updated_at=now,
-        )
+        document = self._new_document(principal, title, content_type, len(body))
         # The record first: the S3 event that follows the upload must find it.
         self._documents.put(document)
         self._blobs.put(document.source_key, body, content_type)
@@ -84,8 +111,8 @@ class DocumentService:
             return IngestOutcome.SKIPPED
         self._documents.set_status(tenant_id, document_id, DocumentStatus.PROCESSING, self._clock())
         try:
-            text = self._read_text(key)
-        except InvalidInput as error:
+            text = self._read_text(key, document.content_type)
+        except UnreadableDocument as error:
             return self._fail(document, error.message)
         chunks = [
             Chunk(tenant_id=tenant_id, document_id=document_id, index=index, title=document.title, text=piece)
@@ -99,17 +126,19 @@ class DocumentService:
         logger.info("document ready", extra={"tenant_id": tenant_id, "document_id": document_id, "chunks": len(chunks)})
         return IngestOutcome.READY
 
-    def _read_text(self, key: str) -> str:
-        body = self._blobs.get(key, max_bytes=self._settings.max_document_chars * 4)
-        if len(body) > self._settings.max_document_chars * 4:
-            raise InvalidInput("the document is larger than the size limit")
-        try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise InvalidInput("the document is not valid UTF-8 text") from error
-        if not text.strip():
-            raise InvalidInput("the document is empty")
-        return text
+    def _read_text(self, key: str, content_type: str) -> str:
+        limit = self._settings.max_upload_bytes
+        body = self._blobs.get(key, max_bytes=limit)
+        if len(body) > limit:
+            raise UnreadableDocument(f"the file is larger than {limit:,} bytes")
+        return extract_text(body, content_type, self._settings.max_document_chars, self._settings.max_pdf_pages)
+
+    def fail_source(self, key: str, reason: str) -> None:
+        """Mark the document behind a source failed: its message is going to the DLQ after its last try."""
+        parsed = parse_source_key(key)
+        document = self._documents.get(*parsed) if parsed else None
+        if document is not None and document.status != DocumentStatus.READY:
+            self._fail(document, reason)
 
     def _fail(self, document: Document, reason: str) -> IngestOutcome:
         self._documents.set_status(

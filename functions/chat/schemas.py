@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.models import BillingRun, Citation, Document, Invoice, ModelPrice, Tenant, TenantStatus
 from shared.reconciliation import TenantReconciliation
@@ -53,9 +53,25 @@ class ConversationOut(BaseModel):
 
 
 class DocumentCreate(Body):
+    """Either `text` (inline, small) or `size_bytes` of a file to upload (the reply holds where to PUT it)."""
+
     title: str = Field(min_length=1, max_length=200)
-    text: str = Field(min_length=1)
-    content_type: str = "text/plain"
+    text: str | None = Field(None, min_length=1)
+    size_bytes: int | None = Field(None, ge=0)
+    content_type: str = Field("text/plain", max_length=100)
+
+    @model_validator(mode="after")
+    def _text_or_file(self) -> DocumentCreate:
+        if (self.text is None) == (self.size_bytes is None):
+            raise ValueError("give either text (inline) or size_bytes (a file to upload), not both")
+        return self
+
+
+class UploadTarget(BaseModel):
+    url: str
+    method: str = "PUT"
+    headers: dict[str, str] = Field(description="Send exactly these headers with the file.")
+    expires_at: datetime
 
 
 class DocumentOut(BaseModel):
@@ -68,10 +84,11 @@ class DocumentOut(BaseModel):
     chunk_count: int
     created_at: datetime
     updated_at: datetime
+    upload: UploadTarget | None = None
 
     @classmethod
-    def of(cls, document: Document) -> DocumentOut:
-        return cls.model_validate(document.model_dump())
+    def of(cls, document: Document, upload: UploadTarget | None = None) -> DocumentOut:
+        return cls.model_validate({**document.model_dump(), "upload": upload})
 
 
 class UsageDay(BaseModel):

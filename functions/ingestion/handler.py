@@ -13,6 +13,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.container import FunctionServices
 from shared.observability import logger, metrics, tracer
+from shared.resources import INGESTION_QUEUE
 
 processor = BatchProcessor(event_type=EventType.SQS)
 services = FunctionServices()
@@ -27,8 +28,15 @@ def object_keys(body: str) -> list[str]:
 
 @tracer.capture_method
 def record_handler(record: SQSRecord) -> None:
+    documents = services.get().document_service
     for key in object_keys(record.body):
-        outcome = services.get().document_service.ingest(key)
+        try:
+            outcome = documents.ingest(key)
+        except Exception as error:
+            # On its last delivery the message goes to the DLQ next: its document must not stay "processing".
+            if int(record.attributes.approximate_receive_count) >= INGESTION_QUEUE.max_receive_count:
+                documents.fail_source(key, f"processing failed {INGESTION_QUEUE.max_receive_count} times: {error}")
+            raise
         logger.info("ingested", extra={"key": key, "outcome": outcome.value})
 
 

@@ -29,6 +29,16 @@ class BlobStore:
     def put(self, key: str, body: bytes, content_type: str, metadata: dict[str, str] | None = None) -> None:
         self._s3.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType=content_type, Metadata=metadata or {})
 
+    def presigned_put(self, key: str, content_type: str, size_bytes: int, expires_seconds: int) -> str:
+        """A URL the tenant PUTs the file to; S3 refuses a different type or size than was signed."""
+        return str(
+            self._s3.generate_presigned_url(
+                "put_object",
+                Params={"Bucket": self._bucket, "Key": key, "ContentType": content_type, "ContentLength": size_bytes},
+                ExpiresIn=expires_seconds,
+            )
+        )
+
     def get(self, key: str, max_bytes: int) -> bytes:
         try:
             response = self._s3.get_object(Bucket=self._bucket, Key=key)

@@ -5,15 +5,24 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from functions.chat.deps import Caller, Services, known_id
-from functions.chat.schemas import DocumentCreate, DocumentOut
+from functions.chat.schemas import DocumentCreate, DocumentOut, UploadTarget
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
 
 
 @router.post("", status_code=202, response_model=DocumentOut)
 def create_document(body: DocumentCreate, caller: Caller, services: Services) -> DocumentOut:
-    """Accepts inline text; it is chunked in the background. Poll GET /v1/documents/{id} for `ready`."""
-    return DocumentOut.of(services.document_service.create_inline(caller, body.title, body.text, body.content_type))
+    """Inline `text` is stored at once; for a file (`size_bytes`), PUT it to `upload.url` with `upload.headers`.
+
+    Either way it is parsed and chunked in the background: poll GET /v1/documents/{id} for `ready` or `failed`.
+    """
+    documents = services.document_service
+    if body.text is not None:
+        return DocumentOut.of(documents.create_inline(caller, body.title, body.text, body.content_type))
+    assert body.size_bytes is not None  # the schema allows text or size_bytes, never neither
+    document, url, expires_at = documents.create_upload(caller, body.title, body.content_type, body.size_bytes)
+    headers = {"Content-Type": document.content_type, "Content-Length": str(document.size_bytes)}
+    return DocumentOut.of(document, UploadTarget(url=url, headers=headers, expires_at=expires_at))
 
 
 @router.get("")

@@ -1,0 +1,122 @@
+"""File uploads: a presigned PUT, S3 -> SQS -> ingestion, parsed into chunks or failed with a reason."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import httpx
+import pytest
+from fpdf import FPDF
+from pypdf import PdfReader, PdfWriter
+
+from functions.ingestion import handler as ingestion
+from tests.support.harness import Harness
+
+
+def pdf(*pages: str) -> bytes:
+    document = FPDF()
+    document.set_font("helvetica", size=12)
+    for text in pages:
+        document.add_page()
+        document.multi_cell(0, 10, text)
+    return bytes(document.output())
+
+
+def upload(harness: Harness, key: str, title: str, body: bytes, content_type: str) -> dict[str, Any]:
+    """Ask for an upload, PUT the file where the reply says, and let ingestion run; returns the document."""
+    created = harness.call(
+        "POST", "/v1/documents", {"title": title, "size_bytes": len(body), "content_type": content_type}, key=key
+    )
+    assert created.status == 202, created
+    target = created.json["upload"]
+    assert created.json["status"] == "pending" and target["method"] == "PUT"
+    put = httpx.put(target["url"], content=body, headers=target["headers"])
+    assert put.status_code == 200, put.text
+    harness.drain("ingestion")
+    return harness.call("GET", f"/v1/documents/{created.json['document_id']}", key=key).json
+
+
+def test_an_uploaded_pdf_is_parsed_and_cited(harness: Harness) -> None:
+    _, key = harness.new_tenant()
+    document = upload(harness, key, "Warranty", pdf("Intro page.", "The warranty lasts 24 months."), "application/pdf")
+    assert document["status"] == "ready", document
+    answer = harness.call("POST", "/v1/chat", {"message": "How long is the warranty?"}, key=key).json
+    assert "24 months" in answer["answer"] and answer["citations"][0]["document_id"] == document["document_id"]
+
+
+def test_an_uploaded_html_page_keeps_only_its_visible_text(harness: Harness) -> None:
+    tenant_id, key = harness.new_tenant()
+    html = b"<html><script>steal()</script><body><h2>Hours</h2><p>Open 9 to 17.</p></body></html>"
+    document = upload(harness, key, "Hours", html, "text/html")
+    assert document["status"] == "ready", document
+    chunks = harness.container.documents.list_chunks(tenant_id)
+    assert any("Open 9 to 17." in c.text for c in chunks) and not any("steal" in c.text for c in chunks)
+
+
+def _encrypted(body: bytes) -> bytes:
+    writer = PdfWriter()
+    for page in PdfReader(io.BytesIO(body)).pages:
+        writer.add_page(page)
+    writer.encrypt("secret")
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "reason"),
+    [
+        (b"%PDF-1.7\n this is not really a pdf", "application/pdf", "could not be read"),
+        (b"plain words", "application/pdf", "not one"),
+        (b"\xff\xfe\x00\x01", "text/plain", "UTF-8"),
+        (None, "application/pdf", "encrypted"),
+    ],
+)
+def test_unusable_uploads_end_failed_with_their_reason(
+    harness: Harness, body: bytes | None, content_type: str, reason: str
+) -> None:
+    _, key = harness.new_tenant()
+    document = upload(harness, key, "Bad", body if body is not None else _encrypted(pdf("x")), content_type)
+    assert document["status"] == "failed" and reason in document["reason"], document
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"title": "t", "size_bytes": 0, "content_type": "application/pdf"}, 400, "invalid_request"),
+        ({"title": "t", "size_bytes": 26 * 1024 * 1024, "content_type": "application/pdf"}, 413, "payload_too_large"),
+        ({"title": "t", "size_bytes": 10, "content_type": "application/zip"}, 400, "invalid_request"),
+        ({"title": "t", "size_bytes": 10, "text": "both", "content_type": "text/plain"}, 422, "validation_failed"),
+        ({"title": "t", "content_type": "text/plain"}, 422, "validation_failed"),
+    ],
+)
+def test_bad_upload_requests_are_refused(harness: Harness, body: dict[str, Any], status: int, code: str) -> None:
+    _, key = harness.new_tenant()
+    response = harness.call("POST", "/v1/documents", body, key=key)
+    assert response.status == status and response.json["error"]["code"] == code, response
+
+
+def test_a_poison_message_ends_in_the_dlq_and_its_document_failed(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a document whose processing always breaks (its chunks cannot be written)
+    _, key = harness.new_tenant()
+
+    def broken(*_: Any, **__: Any) -> None:
+        raise RuntimeError("DynamoDB is on fire")
+
+    monkeypatch.setattr(harness.container.documents, "replace_chunks", broken)
+    created = harness.call("POST", "/v1/documents", {"title": "Doomed", "text": "some words"}, key=key).json
+
+    # When SQS delivers it as often as the redrive policy allows
+    for _ in range(8):
+        harness.drain("ingestion", rounds=1)
+
+    # Then the message sits in the DLQ and the document says why it failed
+    sqs = harness.container.aws.sqs
+    dlq = sqs.receive_message(QueueUrl=harness.env["DOCUCHAT_INGESTION_QUEUE_URL"] + "-dlq").get("Messages", [])
+    assert len(dlq) == 1
+    document = harness.call("GET", f"/v1/documents/{created['document_id']}", key=key).json
+    assert document["status"] == "failed" and "DynamoDB is on fire" in document["reason"]
+    assert ingestion.INGESTION_QUEUE.max_receive_count == 5
