@@ -95,6 +95,13 @@ class DocumentService:
             raise NotFound(f"document {document_id} not found")
         return document
 
+    def delete(self, principal: Principal, document_id: str) -> None:
+        """Remove a document, its chunks and its source file; retrieval never sees it again."""
+        document = self.get(principal, document_id)
+        self._documents.delete(document.tenant_id, document.document_id)
+        self._blobs.delete(document.source_key)
+        logger.info("document deleted", extra={"tenant_id": document.tenant_id, "document_id": document_id})
+
     def list_documents(self, principal: Principal) -> list[Document]:
         return self._documents.list_documents(principal.tenant_id)
 
@@ -109,7 +116,10 @@ class DocumentService:
         if document is None:
             logger.warning("skipping a source with no document record", extra={"key": key})
             return IngestOutcome.SKIPPED
-        self._documents.set_status(tenant_id, document_id, DocumentStatus.PROCESSING, self._clock())
+        try:
+            self._documents.set_status(tenant_id, document_id, DocumentStatus.PROCESSING, self._clock())
+        except NotFound:
+            return IngestOutcome.SKIPPED  # deleted since the upload
         try:
             text = self._read_text(key, document.content_type)
         except UnreadableDocument as error:
@@ -121,7 +131,14 @@ class DocumentService:
         if not chunks:
             return self._fail(document, "the document has no text")
         self._documents.replace_chunks(tenant_id, document_id, chunks)
-        self._documents.set_status(tenant_id, document_id, DocumentStatus.READY, self._clock(), chunk_count=len(chunks))
+        try:
+            self._documents.set_status(
+                tenant_id, document_id, DocumentStatus.READY, self._clock(), chunk_count=len(chunks)
+            )
+        except NotFound:
+            # Deleted while it was being processed: take back the chunks just written.
+            self._documents.replace_chunks(tenant_id, document_id, [])
+            return IngestOutcome.SKIPPED
         metrics.add_metric(name=DOCUMENTS_INGESTED, unit="Count", value=1)
         logger.info("document ready", extra={"tenant_id": tenant_id, "document_id": document_id, "chunks": len(chunks)})
         return IngestOutcome.READY

@@ -48,3 +48,6 @@ class BlobStore:
             raise
         # Read one byte past the limit so an oversized object is noticed without reading all of it.
         return bytes(response["Body"].read(max_bytes + 1))
+
+    def delete(self, key: str) -> None:
+        self._s3.delete_object(Bucket=self._bucket, Key=key)

@@ -82,6 +82,11 @@ class DocumentRepository:
         deletes = [{"DeleteRequest": {"Key": to_item({"pk": tenant_id, "sk": sk})}} for sk in sorted(stale)]
         batch_write(self._db, self._table, puts + deletes)
 
+    def delete(self, tenant_id: str, document_id: str) -> None:
+        """Remove a document and all its chunks."""
+        self.replace_chunks(tenant_id, document_id, [])
+        self._db.delete_item(TableName=self._table, Key=to_item({"pk": tenant_id, "sk": DOC_PREFIX + document_id}))
+
     def list_chunks(self, tenant_id: str) -> list[Chunk]:
         items = query_all(
             self._db,

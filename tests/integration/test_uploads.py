@@ -120,3 +120,42 @@ def test_a_poison_message_ends_in_the_dlq_and_its_document_failed(
     document = harness.call("GET", f"/v1/documents/{created['document_id']}", key=key).json
     assert document["status"] == "failed" and "DynamoDB is on fire" in document["reason"]
     assert ingestion.INGESTION_QUEUE.max_receive_count == 5
+
+
+def test_deleting_a_document_removes_its_chunks_file_and_citations(harness: Harness) -> None:
+    tenant_id, key = harness.new_tenant()
+    created = harness.call("POST", "/v1/documents", {"title": "Old", "text": "The vault code is 7741."}, key=key).json
+    harness.drain("ingestion")
+    assert "7741" in harness.call("POST", "/v1/chat", {"message": "vault code?"}, key=key).json["answer"]
+
+    assert harness.call("DELETE", f"/v1/documents/{created['document_id']}", key=key).status == 204
+
+    assert harness.call("GET", f"/v1/documents/{created['document_id']}", key=key).status == 404
+    assert harness.container.documents.list_chunks(tenant_id) == []
+    bucket = harness.env["DOCUCHAT_DOCUMENTS_BUCKET"]
+    assert harness.container.aws.s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+    assert "7741" not in harness.call("POST", "/v1/chat", {"message": "vault code?"}, key=key).json["answer"]
+    assert harness.call("DELETE", f"/v1/documents/{created['document_id']}", key=key).status == 404
+
+
+def test_a_document_deleted_while_it_is_processed_leaves_no_chunks(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an upload that the tenant deletes while ingestion is parsing it (after it read the document)
+    tenant_id, key = harness.new_tenant()
+    created = harness.call("POST", "/v1/documents", {"title": "Gone", "text": "words words"}, key=key).json
+    documents = harness.container.documents
+    write_chunks = documents.replace_chunks
+
+    def delete_then_write(tenant: str, document_id: str, chunks: list[Any]) -> None:
+        if chunks:
+            harness.call("DELETE", f"/v1/documents/{document_id}", key=key)
+        write_chunks(tenant, document_id, chunks)
+
+    monkeypatch.setattr(documents, "replace_chunks", delete_then_write)
+
+    # When ingestion finishes, then it takes its chunks back and reports nothing failed
+    harness.drain("ingestion")
+    assert harness.queued("ingestion") == 0  # nothing failed, nothing comes back
+    assert harness.container.documents.list_chunks(tenant_id) == []
+    assert harness.call("GET", f"/v1/documents/{created['document_id']}", key=key).status == 404

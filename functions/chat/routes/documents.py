@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from functions.chat.deps import Caller, Services, known_id
 from functions.chat.schemas import DocumentCreate, DocumentOut, UploadTarget
@@ -33,3 +33,10 @@ def list_documents(caller: Caller, services: Services) -> dict[str, list[Documen
 @router.get("/{document_id}", response_model=DocumentOut)
 def get_document(document_id: str, caller: Caller, services: Services) -> DocumentOut:
     return DocumentOut.of(services.document_service.get(caller, known_id(document_id, "document")))
+
+
+@router.delete("/{document_id}", status_code=204)
+def delete_document(document_id: str, caller: Caller, services: Services) -> Response:
+    """Removes the document, its chunks and its file."""
+    services.document_service.delete(caller, known_id(document_id, "document"))
+    return Response(status_code=204)
