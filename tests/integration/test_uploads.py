@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import httpx
 import pytest
-from fpdf import FPDF
-from pypdf import PdfReader, PdfWriter
 
 from functions.ingestion import handler as ingestion
+from tests.support.files import encrypted, pdf
 from tests.support.harness import Harness
-
-
-def pdf(*pages: str) -> bytes:
-    document = FPDF()
-    document.set_font("helvetica", size=12)
-    for text in pages:
-        document.add_page()
-        document.multi_cell(0, 10, text)
-    return bytes(document.output())
 
 
 def upload(harness: Harness, key: str, title: str, body: bytes, content_type: str) -> dict[str, Any]:
@@ -54,16 +43,6 @@ def test_an_uploaded_html_page_keeps_only_its_visible_text(harness: Harness) -> 
     assert any("Open 9 to 17." in c.text for c in chunks) and not any("steal" in c.text for c in chunks)
 
 
-def _encrypted(body: bytes) -> bytes:
-    writer = PdfWriter()
-    for page in PdfReader(io.BytesIO(body)).pages:
-        writer.add_page(page)
-    writer.encrypt("secret")
-    out = io.BytesIO()
-    writer.write(out)
-    return out.getvalue()
-
-
 @pytest.mark.parametrize(
     ("body", "content_type", "reason"),
     [
@@ -77,7 +56,7 @@ def test_unusable_uploads_end_failed_with_their_reason(
     harness: Harness, body: bytes | None, content_type: str, reason: str
 ) -> None:
     _, key = harness.new_tenant()
-    document = upload(harness, key, "Bad", body if body is not None else _encrypted(pdf("x")), content_type)
+    document = upload(harness, key, "Bad", body if body is not None else encrypted(pdf("x")), content_type)
     assert document["status"] == "failed" and reason in document["reason"], document
 
 

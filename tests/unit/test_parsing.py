@@ -2,34 +2,12 @@
 
 from __future__ import annotations
 
-import io
-
 import pytest
-from fpdf import FPDF
-from pypdf import PdfReader, PdfWriter
 
 from shared.parsing import HTML, MARKDOWN, PDF, PLAIN, UnreadableDocument, extract_text, visible_text
+from tests.support.files import encrypted, pdf
 
 LIMITS = {"max_chars": 200_000, "max_pages": 50}
-
-
-def pdf(*pages: str) -> bytes:
-    document = FPDF()
-    document.set_font("helvetica", size=12)
-    for text in pages:
-        document.add_page()
-        document.multi_cell(0, 10, text)
-    return bytes(document.output())
-
-
-def encrypted(body: bytes) -> bytes:
-    writer = PdfWriter()
-    for page in PdfReader(io.BytesIO(body)).pages:
-        writer.add_page(page)
-    writer.encrypt("secret")
-    out = io.BytesIO()
-    writer.write(out)
-    return out.getvalue()
 
 
 def test_a_pdfs_pages_become_text() -> None:
@@ -80,10 +58,8 @@ def test_an_encrypted_pdf_fails_with_its_reason() -> None:
 
 
 def test_a_pdf_without_text_says_it_needs_ocr() -> None:
-    blank = FPDF()
-    blank.add_page()
     with pytest.raises(UnreadableDocument, match="OCR"):
-        extract_text(bytes(blank.output()), PDF, **LIMITS)
+        extract_text(pdf(""), PDF, **LIMITS)  # a page with nothing written on it
 
 
 def test_too_many_pages_or_too_much_text_is_refused() -> None:
