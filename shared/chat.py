@@ -33,8 +33,12 @@ class ChatResult(Record):
     route: str  # "rag": answered from documents; "direct": no documents used; "fallback": LLM failed
 
 
-def usage_event_id(request_id: str) -> str:
-    return derived_id("e", "chat", request_id)
+def usage_event_id(tenant_id: str, request_id: str, message: str, conversation_id: str | None) -> str:
+    """The same request retried gets the same id; a different question under a reused key gets its own.
+
+    The content is part of the id so that a client repeating one Idempotency-Key cannot chat unmetered.
+    """
+    return derived_id("e", "chat", tenant_id, request_id, conversation_id or "", message)
 
 
 class ChatService:
@@ -85,7 +89,7 @@ class ChatService:
         # Meter before answering: a retried request reuses its request id, hence its event id.
         self._usage.send(
             UsageEvent(
-                event_id=usage_event_id(request_id),
+                event_id=usage_event_id(principal.tenant_id, request_id, question, conversation_id),
                 tenant_id=principal.tenant_id,
                 key_id=principal.key_id,
                 kind=UsageKind.CHAT,

@@ -177,3 +177,17 @@ def test_an_invoice_below_zibals_minimum_records_why_and_sends_no_link(
     assert invoice["status"] == "payment_failed" and "minimum" in invoice["payment_error"]
     assert invoice["payment_url"] is None
     assert zibal.calls == []
+
+
+def test_a_reused_idempotency_key_does_not_make_other_questions_free(harness: Harness, clock) -> None:
+    # Given a client that sends the same Idempotency-Key with every request
+    _, key = harness.new_tenant()
+    for message in ("first question", "second question", "first question"):
+        body = {"message": message, "use_documents": False}
+        harness.call("POST", "/v1/chat", body, key=key, headers={"Idempotency-Key": "always-the-same"})
+
+    # When metering runs, then each distinct question is metered once; the exact retry is not
+    harness.drain("usage")
+    day = billing_day(clock(), "Asia/Tehran")
+    usage = harness.call("GET", "/v1/usage", key=key, query={"start": str(day), "end": str(day)})
+    assert usage.json["days"][0]["events"] == 2
