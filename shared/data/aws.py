@@ -10,6 +10,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from shared.settings import Settings
 
@@ -56,3 +57,8 @@ class AwsClients:
     @cached_property
     def lambda_(self) -> Any:
         return self._client("lambda")
+
+
+def error_code(error: ClientError) -> str:
+    """The AWS error code of a failed call, e.g. "ConditionalCheckFailedException"."""
+    return str(error.response.get("Error", {}).get("Code", ""))

@@ -6,6 +6,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from shared.data.aws import error_code
 from shared.errors import NotFound
 
 
@@ -43,7 +44,7 @@ class BlobStore:
         try:
             response = self._s3.get_object(Bucket=self._bucket, Key=key)
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            if error_code(error) in ("NoSuchKey", "404"):
                 raise NotFound(f"object {key} not found") from error
             raise
         # Read one byte past the limit so an oversized object is noticed without reading all of it.

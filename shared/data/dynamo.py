@@ -9,6 +9,8 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from shared.data.aws import error_code
+
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
@@ -54,7 +56,7 @@ def _all_pages(operation: Any, params: dict[str, Any]) -> Iterator[dict[str, Any
 
 
 def is_condition_failure(error: ClientError) -> bool:
-    return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+    return error_code(error) == "ConditionalCheckFailedException"
 
 
 def cancellation_codes(error: ClientError) -> list[str]:

@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
 
-from shared.data.dynamo import cancellation_codes, query_all, to_item, values
+from shared.data.aws import error_code
+from shared.data.dynamo import cancellation_codes, is_condition_failure, query_all, to_item, values
 from shared.models import LateUsage, UsageCounter, UsageEvent
 
 COUNTER_SHARDS = 8
@@ -32,6 +34,7 @@ CLAIM_SHARDS = 8
 MAX_EVENTS_PER_TRANSACTION = 98
 MAX_ATTEMPTS = 12
 CONDITION_FAILED = "ConditionalCheckFailed"
+Key = TypeVar("Key", bound=tuple[Any, ...])
 
 
 def _shard(text: str, shards: int) -> int:
@@ -112,7 +115,7 @@ class UsageRepository:
                     TransactItems=self._group_items(tenant_id, event_day, invoice_day, model, pending, late, expires)
                 )
             except ClientError as error:
-                if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                if error_code(error) != "TransactionCanceledException":
                     raise
                 codes = cancellation_codes(error)
                 claim_codes = codes[1 : 1 + len(pending)]
@@ -200,7 +203,7 @@ class UsageRepository:
         try:
             self._db.put_item(TableName=self._table, Item=to_item(item), ConditionExpression="attribute_not_exists(pk)")
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            if not is_condition_failure(error):
                 raise  # an existing marker is fine: a re-run closes the same day again
 
     def is_closed(self, tenant_id: str, day: date) -> bool:
@@ -282,32 +285,41 @@ def _counters(tenant_id: str, items: list[dict[str, Any]]) -> list[UsageCounter]
     )
 
 
+def _sum_tokens(rows: Iterable[tuple[Key, int, int, int]]) -> list[tuple[Key, int, int, int]]:
+    """(key, input, output, events) rows summed per key, in key order: shards and parts become one."""
+    sums: dict[Key, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for key, input_tokens, output_tokens, events in rows:
+        total = sums[key]
+        total[0] += input_tokens
+        total[1] += output_tokens
+        total[2] += events
+    return [(key, i, o, n) for key, (i, o, n) in sorted(sums.items())]
+
+
 def _merge(counters: list[UsageCounter]) -> list[UsageCounter]:
     """Sum shards (and late parts) of the same day and model."""
-    sums: dict[tuple[date, str], list[int]] = defaultdict(lambda: [0, 0, 0])
-    for c in counters:
-        total = sums[(c.day, c.model)]
-        total[0] += c.input_tokens
-        total[1] += c.output_tokens
-        total[2] += c.events
+    rows = (((c.day, c.model), c.input_tokens, c.output_tokens, c.events) for c in counters)
     return [
         UsageCounter(tenant_id=counters[0].tenant_id, day=day, model=model, input_tokens=i, output_tokens=o, events=n)
-        for (day, model), (i, o, n) in sorted(sums.items())
+        for (day, model), i, o, n in _sum_tokens(rows)
     ]
 
 
 def _late(tenant_id: str, items: list[dict[str, Any]]) -> list[LateUsage]:
-    sums: dict[tuple[date, date, str], list[int]] = defaultdict(lambda: [0, 0, 0])
-    for item in items:
-        total = sums[(date.fromisoformat(item["invoice_day"]), date.fromisoformat(item["event_day"]), item["model"])]
-        total[0] += item.get("input_tokens", 0)
-        total[1] += item.get("output_tokens", 0)
-        total[2] += item.get("events", 0)
+    rows = (
+        (
+            (date.fromisoformat(item["invoice_day"]), date.fromisoformat(item["event_day"]), item["model"]),
+            item.get("input_tokens", 0),
+            item.get("output_tokens", 0),
+            item.get("events", 0),
+        )
+        for item in items
+    )
     return [
         LateUsage(
             tenant_id=tenant_id, invoice_day=inv, event_day=ev, model=model, input_tokens=i, output_tokens=o, events=n
         )
-        for (inv, ev, model), (i, o, n) in sorted(sums.items())
+        for (inv, ev, model), i, o, n in _sum_tokens(rows)
     ]
 
 
