@@ -88,10 +88,6 @@ class Chunk(Record):
     title: str
     text: str
 
-    @property
-    def chunk_id(self) -> str:
-        return f"{self.document_id}:{self.index}"
-
 
 class Passage(Record):
     """A retrieved chunk with its relevance score."""
