@@ -54,15 +54,13 @@ class Reconciler:
     def _tenant(self, tenant_id: str, period: date) -> TenantReconciliation | None:
         claims = self._usage.claims_for_day(tenant_id, period)
         metered = sum(c.get("input_tokens", 0) + c.get("output_tokens", 0) for c in claims)
-        counted = sum(c.total_tokens for c in self._usage.counters_for_tenant(tenant_id, period, period))
+        late = [entry for entry in self._usage.late_usage(tenant_id) if entry.event_day == period]
+        on_time = self._usage.counters_for_day(tenant_id, period)
+        counted = sum(c.total_tokens for c in on_time) + sum(entry.total_tokens for entry in late)
         invoices = self._billing.list_invoices(tenant_id)
         invoiced = sum(line.tokens for i in invoices for line in i.lines if line.usage_day == period)
         invoiced_days = {i.period for i in invoices}
-        carried = sum(
-            late.total_tokens
-            for late in self._usage.late_usage(tenant_id)
-            if late.event_day == period and late.invoice_day not in invoiced_days
-        )
+        carried = sum(entry.total_tokens for entry in late if entry.invoice_day not in invoiced_days)
         if not claims and not invoiced and not counted:
             return None  # no activity that day
         if not self._usage.is_closed(tenant_id, period):

@@ -210,11 +210,14 @@ class UsageRepository:
         item = self._db.get_item(TableName=self._table, Key=to_item(closed_key(tenant_id, day)), ConsistentRead=True)
         return "Item" in item
 
+    def counters_for_day(self, tenant_id: str, day: date) -> list[UsageCounter]:
+        """The day's own counters, without late usage (strongly consistent)."""
+        return _counters(tenant_id, self._query(tenant_id, f"usage#{day}#", consistent=True))
+
     def billable(self, tenant_id: str, day: date) -> tuple[list[UsageCounter], list[LateUsage]]:
         """A closed day's counters and the late usage that lands on its invoice (strongly consistent)."""
-        usage = self._query(tenant_id, f"usage#{day}#", consistent=True)
         late = self._query(tenant_id, f"late#{day}#", consistent=True)
-        return _counters(tenant_id, usage), _late(tenant_id, late)
+        return self.counters_for_day(tenant_id, day), _late(tenant_id, late)
 
     # --- reading ------------------------------------------------------------------------------------------
 
