@@ -8,6 +8,7 @@ from fastapi import APIRouter
 
 from functions.chat.deps import Caller, Services
 from functions.chat.schemas import InvoiceOut, UsageDay, UsageOut
+from shared.billing import parse_invoice_id
 from shared.errors import InvalidInput, NotFound
 from shared.metering import billing_day
 
@@ -46,8 +47,8 @@ def list_invoices(caller: Caller, services: Services) -> dict[str, list[InvoiceO
 
 @router.get("/invoices/{invoice_id}", response_model=InvoiceOut)
 def get_invoice(invoice_id: str, caller: Caller, services: Services) -> InvoiceOut:
-    # Invoice ids start with the tenant's id, and lookups are scoped to the caller's tenant anyway.
-    invoice = services.billing.get_invoice(caller.tenant_id, invoice_id) if len(invoice_id) <= 80 else None
+    # An id that is not an invoice id cannot exist; lookups are scoped to the caller's tenant either way.
+    invoice = services.billing.get_invoice(caller.tenant_id, invoice_id) if parse_invoice_id(invoice_id) else None
     if invoice is None:
         raise NotFound(f"invoice {invoice_id} not found")
     return InvoiceOut.of(invoice)
