@@ -1,49 +1,111 @@
-"""Split text into overlapping chunks along paragraph and heading boundaries."""
+"""Split a document's text into chunks sized in tokens, along its structure.
+
+- A heading (Markdown `#`, or a heading line the parsers kept) starts a new chunk, and every chunk knows the
+  heading of its section, which is embedded with it.
+- A chunk ends at a paragraph boundary when the next paragraph would not fit and the chunk is at least half
+  full; otherwise inside a paragraph, between words.
+- Consecutive chunks of one section overlap by about `overlap_tokens`, so an answer that straddles a
+  boundary is whole in one of them. A new section starts clean.
+
+Tokens are estimated (shared.terms.estimate_tokens), erring high, so chunks stay inside model limits.
+"""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+
+from shared.terms import estimate_tokens
+
+DEFAULT_MAX_TOKENS = 220  # small enough for the local embedder's 256 word pieces, big enough to hold an answer
+DEFAULT_OVERLAP_TOKENS = 40
 
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
-_HEADING = re.compile(r"^\s{0,3}#{1,6}\s")
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*)$")
 
 
-def _blocks(text: str) -> list[str]:
-    """Paragraphs, with a Markdown heading always starting a new block."""
-    blocks: list[str] = []
+@dataclass(frozen=True)
+class TextChunk:
+    text: str
+    section: str  # the heading the chunk falls under ("" before the first heading)
+    tokens: int
+
+
+@dataclass(frozen=True)
+class _Block:
+    words: tuple[str, ...]
+    heading: str | None  # set when the block is a heading line
+
+
+def _blocks(text: str) -> list[_Block]:
+    """Paragraphs, with each heading line a block of its own."""
+    blocks: list[_Block] = []
     for paragraph in _PARAGRAPH_BREAK.split(text.replace("\r\n", "\n")):
-        current: list[str] = []
+        body: list[str] = []
         for line in paragraph.split("\n"):
-            if _HEADING.match(line) and current:
-                blocks.append("\n".join(current))
-                current = []
-            current.append(line)
-        if any(line.strip() for line in current):
-            blocks.append("\n".join(current).strip())
+            heading = _HEADING.match(line)
+            if heading:
+                if body:
+                    blocks.append(_Block(tuple(" ".join(body).split()), None))
+                    body = []
+                blocks.append(_Block(tuple(line.split()), heading.group(1).strip()))
+            elif line.strip():
+                body.append(line)
+        if body:
+            blocks.append(_Block(tuple(" ".join(body).split()), None))
     return blocks
 
 
-def chunk_text(text: str, max_words: int = 180, overlap_words: int = 30) -> list[str]:
-    """Chunks of at most `max_words` words; each repeats the last `overlap_words` of the one before."""
-    if overlap_words >= max_words:
-        raise ValueError("overlap_words must be smaller than max_words")
-    chunks: list[str] = []
-    current: list[str] = []
+class _Builder:
+    def __init__(self, max_tokens: int, overlap_tokens: int) -> None:
+        self.max_tokens = max_tokens
+        self.overlap_tokens = overlap_tokens
+        self.chunks: list[TextChunk] = []
+        self.words: list[str] = []
+        self.costs: list[int] = []
+        self.tokens = 0
+        self.fresh = 0  # words added since the last flush (beyond the carried-over overlap)
+        self.section = ""
 
-    def flush() -> None:
-        nonlocal current
-        if current:
-            chunks.append(" ".join(current))
-            current = current[-overlap_words:] if overlap_words else []
+    def add(self, word: str) -> None:
+        cost = estimate_tokens(word) + 1  # +1: the space a tokenizer usually folds into the next word
+        if self.fresh and self.tokens + cost > self.max_tokens:
+            self.flush(keep_overlap=True)
+        self.words.append(word)
+        self.costs.append(cost)
+        self.tokens += cost
+        self.fresh += 1
 
+    def flush(self, keep_overlap: bool) -> None:
+        if self.fresh:
+            self.chunks.append(TextChunk(" ".join(self.words), self.section, self.tokens))
+        if keep_overlap and self.fresh:
+            kept, budget = 0, self.overlap_tokens
+            while kept < len(self.costs) - 1 and budget - self.costs[-1 - kept] >= 0:
+                budget -= self.costs[-1 - kept]
+                kept += 1
+            self.words, self.costs = self.words[len(self.words) - kept :], self.costs[len(self.costs) - kept :]
+        else:
+            self.words, self.costs = [], []
+        self.tokens = sum(self.costs)
+        self.fresh = 0
+
+
+def chunk_text(
+    text: str, max_tokens: int = DEFAULT_MAX_TOKENS, overlap_tokens: int = DEFAULT_OVERLAP_TOKENS
+) -> list[TextChunk]:
+    if not 0 <= overlap_tokens < max_tokens // 2:
+        raise ValueError("overlap_tokens must be under half of max_tokens")
+    builder = _Builder(max_tokens, overlap_tokens)
     for block in _blocks(text):
-        words = block.split()
-        if _HEADING.match(block) and len(current) > overlap_words:
-            flush()  # a section starts a fresh chunk (carrying only the overlap)
-        for word in words:
-            if len(current) >= max_words:
-                flush()
-            current.append(word)
-    if len(current) > overlap_words or not chunks:
-        flush()
-    return [chunk for chunk in chunks if chunk.strip()]
+        if block.heading is not None:
+            builder.flush(keep_overlap=False)  # a section starts a fresh chunk
+            builder.section = block.heading
+        else:
+            block_tokens = sum(estimate_tokens(word) + 1 for word in block.words)
+            if builder.fresh and builder.tokens + block_tokens > max_tokens and builder.tokens >= max_tokens // 2:
+                builder.flush(keep_overlap=True)  # end at the paragraph boundary rather than mid-paragraph
+        for word in block.words:
+            builder.add(word)
+    builder.flush(keep_overlap=False)
+    return builder.chunks
