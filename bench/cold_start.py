@@ -36,13 +36,11 @@ from local.bootstrap import create_all
 from local.fake_openai import FakeOpenAI
 from local.lambda_runtime import http_api_event
 from shared.auth import issue_key
-from shared.chunking import chunk_text
+from shared.container import Container
 from shared.data.aws import AwsClients
-from shared.data.documents import DocumentRepository
-from shared.data.tenants import TenantRepository
-from shared.documents import source_key
 from shared.ids import new_id, utc_now
-from shared.models import Chunk, Document, DocumentStatus, Tenant
+from shared.ingestion import IngestOutcome, Upload
+from shared.models import Principal, Tenant
 from shared.settings import Settings
 from stacks.stage_config import load_stage
 
@@ -112,9 +110,11 @@ class ColdStartFailed(RuntimeError):
 
 
 @contextmanager
-def fake_aws_credentials() -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in FAKE_AWS_ENV}
-    os.environ.update(FAKE_AWS_ENV)
+def fake_aws_credentials(extra: dict[str, str] | None = None) -> Iterator[None]:
+    """The environment with fake AWS credentials (and `extra`) set; restored on exit."""
+    values = {**FAKE_AWS_ENV, **(extra or {})}
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
     try:
         yield
     finally:
@@ -137,9 +137,7 @@ def emulated_backend() -> Iterator[Backend]:
             endpoint_url = f"http://{host}:{port}"
             config = load_stage("prod").model_copy(update={"name": STAGE, "mail_sender": SENDER})
             settings = Settings(stage=STAGE, aws_endpoint_url=endpoint_url)
-            clients = AwsClients(settings)
-            resource_env = create_all(clients, config, SENDER)
-            api_key = seed_tenant(clients, settings)
+            resource_env = create_all(AwsClients(settings), config, SENDER)
             function_env = {
                 **config.runtime_environment(),
                 **resource_env,
@@ -149,42 +147,26 @@ def emulated_backend() -> Iterator[Backend]:
                 "POWERTOOLS_SERVICE_NAME": "docuchat-chat",
                 "POWERTOOLS_TRACE_DISABLED": "true",
             }
+            with fake_aws_credentials(function_env):  # settings read the environment, as in the function
+                api_key = seed_tenant(Settings())
             yield Backend(function_env=function_env, api_key=api_key)
         finally:
             moto.stop()
 
 
-def seed_tenant(clients: AwsClients, settings: Settings) -> str:
-    """A tenant with an API key and one ready, chunked document; returns the key."""
+def seed_tenant(settings: Settings) -> str:
+    """A tenant with an API key and one ready document, ingested the service's own way; returns the key."""
+    container = Container(settings)
     now = utc_now()
-    tenants = TenantRepository(clients.dynamodb, settings.tenants_table)
     tenant = Tenant(tenant_id=new_id("t"), name="Bench", email="ops@bench.test", created_at=now)
-    tenants.create(tenant)
+    container.tenants.create(tenant)
     api_key, record = issue_key(tenant.tenant_id, "bench", now)
-    tenants.put_key(record)
-
-    documents = DocumentRepository(clients.dynamodb, settings.documents_table)
-    document_id = new_id("d")
-    texts = chunk_text(DOCUMENT_TEXT, max_words=30, overlap_words=5)
-    documents.put(
-        Document(
-            tenant_id=tenant.tenant_id,
-            document_id=document_id,
-            title=DOCUMENT_TITLE,
-            content_type="text/markdown",
-            status=DocumentStatus.READY,
-            source_key=source_key(tenant.tenant_id, document_id),
-            size_bytes=len(DOCUMENT_TEXT.encode()),
-            chunk_count=len(texts),
-            created_at=now,
-            updated_at=now,
-        )
-    )
-    chunks = [
-        Chunk(tenant_id=tenant.tenant_id, document_id=document_id, index=i, title=DOCUMENT_TITLE, text=text)
-        for i, text in enumerate(texts)
-    ]
-    documents.replace_chunks(tenant.tenant_id, document_id, chunks)
+    container.tenants.put_key(record)
+    principal = Principal(tenant_id=tenant.tenant_id, key_id=record.key_id)
+    document = container.document_service.create_inline(principal, DOCUMENT_TITLE, DOCUMENT_TEXT, "text/markdown")
+    outcome = container.ingestion.ingest(Upload(document.source_key, "seed"), time_left=lambda: 900.0)
+    if outcome != IngestOutcome.READY:
+        raise RuntimeError(f"seeding the bench document ended {outcome.value}")
     return api_key
 
 

@@ -23,7 +23,9 @@ from mangum import Mangum
 from functions.chat.app import create_app
 from shared.chat import ChatService
 from shared.container import Container, load_settings
+from shared.embeddings import OpenAIEmbedder
 from shared.llm import OpenAIResponder
+from shared.retrieval import HybridRetriever
 from shared.settings import Settings
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "docuchat"))
@@ -52,12 +54,21 @@ class PrebuiltClientResponder(OpenAIResponder):
         self._client = client
 
 
+class PrebuiltClientEmbedder(OpenAIEmbedder):
+    """The OpenAI embedder around the same client."""
+
+    def __init__(self, settings: Settings, client: openai.OpenAI) -> None:
+        super().__init__(settings)
+        self._client = client
+
+
 container = Container(settings)
 # Fill the container's lazy slots with the eagerly built clients (cached_property caches live in __dict__).
 vars(container.aws).update(dynamodb=dynamodb, sqs=sqs, s3=s3)
+vars(container)["embedder"] = PrebuiltClientEmbedder(settings, llm)
 vars(container)["chat"] = ChatService(
     settings,
-    container.documents,
+    HybridRetriever(settings, container.vectors, container.embedder, container.documents),
     container.conversations,
     container.usage_queue,
     PrebuiltClientResponder(settings, llm),

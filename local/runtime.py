@@ -121,7 +121,12 @@ class LocalSystem:
         handlers = {"ingestion": ingestion.handler, "metering": metering.handler}
         for spec in resources.QUEUES:
             poller = QueuePoller(
-                self.container.aws.sqs, self.env[spec.env_var], handlers[spec.consumer], spec.consumer, spec.batch_size
+                self.container.aws.sqs,
+                self.env[spec.env_var],
+                handlers[spec.consumer],
+                spec.consumer,
+                spec.batch_size,
+                timeout_seconds=self.config.functions[spec.consumer].timeout_seconds,
             )
             self._threads.append(poller)
         config, clock = self.config, self.container.clock

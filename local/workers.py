@@ -27,9 +27,11 @@ class QueuePoller(threading.Thread):
         function_name: str,
         batch_size: int,
         retry_seconds: int = LOCAL_RETRY_SECONDS,
+        timeout_seconds: int = 30,
     ) -> None:
         super().__init__(name=f"poll-{function_name}", daemon=True)
         self._retry_seconds = retry_seconds
+        self._timeout_seconds = timeout_seconds  # the deployed function's: ingestion plans its work by it
         self._sqs = sqs
         self._queue_url = queue_url
         self._handler = handler
@@ -61,7 +63,8 @@ class QueuePoller(threading.Thread):
         if not messages:
             return 0
         try:
-            response = self._handler(sqs_event(messages, self._arn), LocalLambdaContext(self._function_name)) or {}
+            context = LocalLambdaContext(self._function_name, timeout_seconds=self._timeout_seconds)
+            response = self._handler(sqs_event(messages, self._arn), context) or {}
             failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
         except Exception:
             logger.exception("handler raised: the whole batch will be retried", extra={"function": self._function_name})

@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
 from shared.data.conversations import ConversationRepository
-from shared.data.documents import DocumentRepository
 from shared.errors import InvalidInput, NotFound, PayloadTooLarge
 from shared.ids import derived_id, new_id
-from shared.llm import ExtractiveResponder, LLMError, Responder
-from shared.models import Citation, Conversation, Message, Principal, Record, UsageEvent, UsageKind
-from shared.observability import CHAT_REQUESTS, LLM_CALL_FAILURES, LLM_FALLBACKS, logger, metrics
-from shared.retrieval import LexicalRetriever
+from shared.llm import Answer, ExtractiveResponder, LLMError, Responder
+from shared.models import Citation, Conversation, Message, Passage, Principal, Record, UsageEvent, UsageKind
+from shared.observability import (
+    CHAT_REQUESTS,
+    LLM_CALL_FAILURES,
+    LLM_FALLBACKS,
+    RETRIEVAL_NOTHING_RELEVANT,
+    logger,
+    metrics,
+)
+from shared.retrieval import HybridRetriever, Retrieval
 from shared.settings import Settings
 
 SNIPPET_CHARS = 240
+NOT_FOUND_ANSWER = (
+    "I don't know: none of your documents seem to cover that. Try rephrasing, or upload a document that answers it."
+)
 
 
 class UsageSink(Protocol):
@@ -29,8 +38,11 @@ class ChatResult(Record):
     citations: tuple[Citation, ...]
     input_tokens: int
     output_tokens: int
+    embedding_tokens: int
     model: str
-    route: str  # "rag": answered from documents; "direct": no documents used; "fallback": LLM failed
+    # "rag": answered from documents; "not_found": no document was relevant, so no answer was made up;
+    # "direct": documents not consulted; "fallback": the LLM failed and the extractive responder answered.
+    route: str
 
 
 def usage_event_id(tenant_id: str, request_id: str, message: str, conversation_id: str | None) -> str:
@@ -45,19 +57,18 @@ class ChatService:
     def __init__(
         self,
         settings: Settings,
-        documents: DocumentRepository,
+        retriever: HybridRetriever,
         conversations: ConversationRepository,
         usage: UsageSink,
         responder: Responder,
         clock: Callable[[], datetime],
     ) -> None:
         self._settings = settings
-        self._documents = documents
+        self._retriever = retriever
         self._conversations = conversations
         self._usage = usage
         self._responder = responder
         self._fallback = ExtractiveResponder()
-        self._retriever = LexicalRetriever()
         self._clock = clock
 
     def chat(
@@ -72,32 +83,25 @@ class ChatService:
         conversation = self._conversation(principal.tenant_id, conversation_id, question, now)
         history = conversation.messages[-2 * self._settings.history_turns :] if self._settings.history_turns else ()
 
-        passages = []
+        retrieval = Retrieval(passages=[])
         if use_documents:
-            chunks = self._documents.list_chunks(principal.tenant_id)
-            passages = self._retriever.search(question, chunks, self._settings.retrieval_top_k)
-        route = "rag" if passages else "direct"
-        try:
-            answer = self._responder.answer(question, passages, history)
-        except LLMError as error:
-            logger.warning("LLM call failed; answering with the extractive responder", extra={"error": str(error)})
-            metrics.add_metric(name=LLM_CALL_FAILURES, unit="Count", value=1)
-            metrics.add_metric(name=LLM_FALLBACKS, unit="Count", value=1)
-            answer = self._fallback.answer(question, passages, history)
-            route = "fallback"
+            retrieval = self._retriever.retrieve(principal.tenant_id, question, self._settings.retrieval_top_k)
+        passages = retrieval.passages
+        if use_documents and not passages:
+            # Nothing relevant: say so rather than let the model answer from its own knowledge.
+            metrics.add_metric(name=RETRIEVAL_NOTHING_RELEVANT, unit="Count", value=1)
+            answer = Answer(text=NOT_FOUND_ANSWER, model=self._responder_model, input_tokens=0, output_tokens=0)
+            route = "not_found"
+        else:
+            answer, route = self._answer(question, passages, history)
 
-        # Meter before answering: a retried request reuses its request id, hence its event id.
-        self._usage.send(
-            UsageEvent(
-                event_id=usage_event_id(principal.tenant_id, request_id, question, conversation_id),
-                tenant_id=principal.tenant_id,
-                key_id=principal.key_id,
-                kind=UsageKind.CHAT,
-                model=answer.model,
-                input_tokens=answer.input_tokens,
-                output_tokens=answer.output_tokens,
-                occurred_at=now,
-            )
+        # Meter before answering: a retried request reuses its request id, hence its event ids.
+        self._meter(
+            principal,
+            usage_event_id(principal.tenant_id, request_id, question, conversation_id),
+            retrieval,
+            answer,
+            now,
         )
         metrics.add_metric(name=CHAT_REQUESTS, unit="Count", value=1)
         self._conversations.append(
@@ -124,9 +128,53 @@ class ChatService:
             citations=citations,
             input_tokens=answer.input_tokens,
             output_tokens=answer.output_tokens,
+            embedding_tokens=retrieval.embedding_tokens,
             model=answer.model,
             route=route,
         )
+
+    def _meter(self, principal: Principal, event_id: str, retrieval: Retrieval, answer: Answer, now: datetime) -> None:
+        """One event for the question's embedding, one for the answer; each id derived from the request's."""
+        if retrieval.embedding_tokens:
+            self._usage.send(
+                UsageEvent(
+                    event_id=derived_id("e", "query-embedding", event_id),
+                    tenant_id=principal.tenant_id,
+                    key_id=principal.key_id,
+                    kind=UsageKind.EMBEDDING,
+                    model=retrieval.embedding_model,
+                    input_tokens=retrieval.embedding_tokens,
+                    output_tokens=0,
+                    occurred_at=now,
+                )
+            )
+        if answer.input_tokens or answer.output_tokens:
+            self._usage.send(
+                UsageEvent(
+                    event_id=event_id,
+                    tenant_id=principal.tenant_id,
+                    key_id=principal.key_id,
+                    kind=UsageKind.CHAT,
+                    model=answer.model,
+                    input_tokens=answer.input_tokens,
+                    output_tokens=answer.output_tokens,
+                    occurred_at=now,
+                )
+            )
+
+    @property
+    def _responder_model(self) -> str:
+        return str(getattr(self._responder, "model", "docuchat"))
+
+    def _answer(self, question: str, passages: list[Passage], history: Sequence[Message]) -> tuple[Answer, str]:
+        route = "rag" if passages else "direct"
+        try:
+            return self._responder.answer(question, passages, history), route
+        except LLMError as error:
+            logger.warning("LLM call failed; answering with the extractive responder", extra={"error": str(error)})
+            metrics.add_metric(name=LLM_CALL_FAILURES, unit="Count", value=1)
+            metrics.add_metric(name=LLM_FALLBACKS, unit="Count", value=1)
+            return self._fallback.answer(question, passages, history), "fallback"
 
     def _conversation(self, tenant_id: str, conversation_id: str | None, question: str, now: datetime) -> Conversation:
         if conversation_id is None:

@@ -15,16 +15,20 @@ from shared.data.billing import BillingRepository
 from shared.data.blobs import BlobStore
 from shared.data.conversations import ConversationRepository
 from shared.data.documents import DocumentRepository
-from shared.data.messaging import LambdaBillingRunner, Mailer, SecretReader, UsageQueue
+from shared.data.messaging import IngestionQueue, LambdaBillingRunner, Mailer, SecretReader, UsageQueue
 from shared.data.tenants import TenantRepository
 from shared.data.usage import UsageOutbox, UsageRepository
+from shared.data.vectors import S3VectorStore
 from shared.data.zibal import ZibalGateway
 from shared.documents import DocumentService
+from shared.embeddings import Embedder, build_embedder
 from shared.ids import utc_now
+from shared.ingestion import IngestionService
 from shared.llm import build_responder
 from shared.metering import DurableUsageSink, KnownTenants, MeteringService
 from shared.payments import PaymentService
 from shared.reconciliation import Reconciler
+from shared.retrieval import HybridRetriever
 from shared.settings import UNSET_SECRET, Settings
 
 CALLBACK_PATH = "/v1/payments/zibal/callback"
@@ -88,6 +92,23 @@ class Container:
     def blobs(self) -> BlobStore:
         return BlobStore(self.aws.s3, self.settings.documents_bucket)
 
+    @cached_property
+    def embedder(self) -> Embedder:
+        return build_embedder(self.settings)
+
+    @cached_property
+    def vectors(self) -> S3VectorStore:
+        """The vector store and its warm per-tenant indexes (kept for the life of the process)."""
+        return S3VectorStore(
+            self.aws.dynamodb,
+            self.settings.documents_table,
+            self.aws.s3,
+            self.settings.documents_bucket,
+            model=self.embedder.model,
+            dimensions=self.embedder.dimensions,
+            cache_rows=self.settings.index_cache_rows,
+        )
+
     # Services
     @cached_property
     def authenticator(self) -> Authenticator:
@@ -98,7 +119,7 @@ class Container:
     def chat(self) -> ChatService:
         return ChatService(
             self.settings,
-            self.documents,
+            HybridRetriever(self.settings, self.vectors, self.embedder, self.documents),
             self.conversations,
             self.usage_sink,
             build_responder(self.settings),
@@ -107,7 +128,20 @@ class Container:
 
     @cached_property
     def document_service(self) -> DocumentService:
-        return DocumentService(self.settings, self.documents, self.blobs, self.clock)
+        return DocumentService(self.settings, self.documents, self.blobs, self.vectors, self.clock)
+
+    @cached_property
+    def ingestion(self) -> IngestionService:
+        return IngestionService(
+            self.settings,
+            self.documents,
+            self.blobs,
+            self.vectors,
+            self.embedder,
+            self.usage_sink,
+            IngestionQueue(self.aws.sqs, self.settings.ingestion_queue_url),
+            self.clock,
+        )
 
     @cached_property
     def metering(self) -> MeteringService:

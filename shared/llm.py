@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from shared.models import Message, Passage, Record
-from shared.retrieval import terms
 from shared.settings import Settings
+from shared.terms import terms
 
 EXTRACTIVE_MODEL = "docuchat-extractive"
 NO_KEY_NOTE = "(Answered by DocuChat's built-in extractive responder: no OpenAI key is configured.)"

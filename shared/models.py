@@ -65,6 +65,13 @@ class DocumentStatus(StrEnum):
     PROCESSING = "processing"
     READY = "ready"
     FAILED = "failed"
+    DELETING = "deleting"  # being removed; a retried DELETE finishes the job
+
+
+class IngestionStage(StrEnum):
+    PARSING = "parsing"
+    EMBEDDING = "embedding"
+    INDEXING = "indexing"
 
 
 class Document(Record):
@@ -77,6 +84,10 @@ class Document(Record):
     source_key: str
     size_bytes: int = 0
     chunk_count: int = 0
+    # While processing: which upload (generation), which step, and how many chunks are embedded so far.
+    generation: str | None = None
+    stage: IngestionStage | None = None
+    chunks_embedded: int = 0
     created_at: datetime
     updated_at: datetime
 
@@ -87,6 +98,12 @@ class Chunk(Record):
     index: int
     title: str
     text: str
+    section: str = ""  # the heading the chunk falls under
+
+    def embedding_text(self) -> str:
+        """What is embedded and keyword-indexed: the chunk with its document title and section heading."""
+        heading = f"{self.title}\n{self.section}" if self.section else self.title
+        return f"{heading}\n\n{self.text}"
 
 
 class Passage(Record):

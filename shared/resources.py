@@ -119,8 +119,11 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         FunctionSpec(
             "ingestion",
             handler="functions.ingestion.handler.handler",
-            writes=("documents",),
-            bucket_access="read",
+            # usage: the outbox for embedding usage events SQS could not take.
+            writes=("documents", "usage"),
+            # usage: embedding tokens; ingestion: the rest of a large document, handed to the next invocation.
+            sends_to=("usage", "ingestion"),
+            bucket_access="read_write",  # writes the vector segments
         ),
         # Reads tenants to refuse events of tenants that do not exist.
         FunctionSpec("metering", handler="functions.metering.handler.handler", reads=("tenants",), writes=("usage",)),

@@ -1,91 +1,109 @@
-"""Lexical retrieval: BM25 over a tenant's chunks. (Hybrid vector retrieval comes later.)"""
+"""Hybrid retrieval: a tenant's chunks found by vector similarity and by keywords, fused by rank.
+
+1. The question is embedded with the same embedder that embedded the documents.
+2. The vector store returns the tenant's best rows by cosine similarity and by BM25.
+3. Only rows that look relevant on their own count: similarity at least `retrieval_min_similarity`, or at
+   least `retrieval_min_keyword_coverage` of the question's keyword weight. With none, nothing is cited and
+   the chat answers that it does not know.
+4. The rest are fused by reciprocal rank (each list contributes 1 / (60 + rank)), and the best k chunks are
+   read from DynamoDB for their text.
+
+The tenant id comes from the caller's key and is the only way into the store, whose keys all start with it.
+"""
 
 from __future__ import annotations
 
-import math
-import re
-from collections import Counter
-from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
 
-from shared.models import Chunk, Passage
+from shared.data.documents import DocumentRepository
+from shared.embeddings import Embedder, EmbeddingError
+from shared.models import Passage
+from shared.observability import EMBEDDING_FAILURES, logger, metrics
+from shared.settings import Settings
+from shared.vectors import Hit
 
-_WORD = re.compile(r"\w+", re.UNICODE)
-_STOPWORDS = frozenset(
-    [
-        "a",
-        "an",
-        "and",
-        "are",
-        "as",
-        "at",
-        "be",
-        "by",
-        "can",
-        "do",
-        "does",
-        "for",
-        "from",
-        "how",
-        "i",
-        "in",
-        "is",
-        "it",
-        "its",
-        "of",
-        "on",
-        "or",
-        "our",
-        "the",
-        "this",
-        "to",
-        "was",
-        "what",
-        "when",
-        "where",
-        "which",
-        "who",
-        "why",
-        "will",
-        "with",
-        "you",
-        "your",
-    ]
-)
+if TYPE_CHECKING:
+    import numpy as np
+
+    from shared.data.vectors import SearchHits
+
+RRF_K = 60  # the usual constant of reciprocal rank fusion: damps the difference between the first few ranks
+CANDIDATES_PER_RESULT = 5
 
 
-def terms(text: str) -> list[str]:
-    return [word for word in _WORD.findall(text.lower()) if word not in _STOPWORDS]
+class VectorSearch(Protocol):
+    """What retrieval needs of a vector store (see shared/data/vectors.py for ours)."""
+
+    def search(self, tenant_id: str, query: np.ndarray | None, question: str, k: int) -> SearchHits: ...
 
 
-class LexicalRetriever:
-    def __init__(self, k1: float = 1.5, b: float = 0.75) -> None:
-        self._k1 = k1
-        self._b = b
+@dataclass(frozen=True)
+class Retrieval:
+    passages: list[Passage]
+    embedding_tokens: int = 0  # spent embedding the question: metered as usage
+    embedding_model: str = ""
+    notes: list[str] = field(default_factory=list)
 
-    def search(self, question: str, chunks: Sequence[Chunk], top_k: int) -> list[Passage]:
-        query = set(terms(question))
-        if not query or not chunks:
-            return []
-        documents = [Counter(terms(f"{chunk.title} {chunk.text}")) for chunk in chunks]
-        average_length = sum(sum(d.values()) for d in documents) / len(documents) or 1.0
-        document_frequency = Counter(term for d in documents for term in query if term in d)
-        scored = []
-        for chunk, counts in zip(chunks, documents, strict=True):
-            length = sum(counts.values())
-            score = 0.0
-            for term in query:
-                frequency = counts.get(term, 0)
-                if not frequency:
-                    continue
-                df = document_frequency[term]
-                idf = math.log(1 + (len(chunks) - df + 0.5) / (df + 0.5))
-                score += (
-                    idf
-                    * frequency
-                    * (self._k1 + 1)
-                    / (frequency + self._k1 * (1 - self._b + self._b * length / average_length))
-                )
-            if score > 0:
-                scored.append(Passage(chunk=chunk, score=round(score, 4)))
-        scored.sort(key=lambda p: (-p.score, p.chunk.document_id, p.chunk.index))
-        return scored[:top_k]
+
+@dataclass
+class _Candidate:
+    document_id: str
+    chunk_index: int
+    similarity: float = 0.0
+    coverage: float = 0.0
+    fused: float = 0.0
+
+
+class HybridRetriever:
+    def __init__(
+        self, settings: Settings, store: VectorSearch, embedder: Embedder, documents: DocumentRepository
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._embedder = embedder
+        self._documents = documents
+
+    def retrieve(self, tenant_id: str, question: str, top_k: int) -> Retrieval:
+        query, tokens, notes = None, 0, []
+        try:
+            embedded = self._embedder.embed([question])
+            query, tokens = embedded.vectors[0], embedded.tokens
+        except EmbeddingError as error:
+            # Keyword search still answers; the question is not lost to a flaky embeddings endpoint.
+            logger.warning("embedding the question failed; searching by keyword only", extra={"error": str(error)})
+            metrics.add_metric(name=EMBEDDING_FAILURES, unit="Count", value=1)
+            notes.append("keyword-only")
+        hits = self._store.search(tenant_id, query, question, max(CANDIDATES_PER_RESULT * top_k, 20))
+        chosen = self._fuse(hits.vector, hits.keyword)[:top_k]
+        chunks = self._documents.get_chunks(tenant_id, [(c.document_id, c.chunk_index) for c in chosen])
+        passages = [
+            Passage(chunk=chunks[(c.document_id, c.chunk_index)], score=round(c.fused, 6))
+            for c in chosen
+            if (c.document_id, c.chunk_index) in chunks  # a chunk deleted since the index was loaded
+        ]
+        model = self._embedder.model if query is not None else ""
+        return Retrieval(passages=passages, embedding_tokens=tokens, embedding_model=model, notes=notes)
+
+    def _fuse(self, vector_hits: list[Hit], keyword_hits: list[Hit]) -> list[_Candidate]:
+        candidates: dict[tuple[str, int], _Candidate] = {}
+
+        def candidate(hit: Hit) -> _Candidate:
+            key = (hit.document_id, hit.chunk_index)
+            return candidates.setdefault(key, _Candidate(hit.document_id, hit.chunk_index))
+
+        for rank, hit in enumerate(vector_hits):
+            found = candidate(hit)
+            found.similarity = hit.similarity
+            found.fused += 1 / (RRF_K + rank + 1)
+        for rank, hit in enumerate(keyword_hits):
+            found = candidate(hit)
+            found.coverage = hit.keyword_coverage
+            found.fused += 1 / (RRF_K + rank + 1)
+        relevant = [
+            c
+            for c in candidates.values()
+            if c.similarity >= self._settings.retrieval_min_similarity
+            or c.coverage >= self._settings.retrieval_min_keyword_coverage
+        ]
+        return sorted(relevant, key=lambda c: (-c.fused, c.document_id, c.chunk_index))

@@ -6,7 +6,7 @@ bucket default to the stage's names from shared.resources, the same ones CDK giv
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     usage_table: str = Field("", validation_alias=_env(resources.USAGE.env_var))
     billing_table: str = Field("", validation_alias=_env(resources.BILLING.env_var))
     usage_queue_url: str = Field("", validation_alias=_env(resources.USAGE_QUEUE.env_var))
+    # Ingestion sends itself the rest of a large document through its own queue.
+    ingestion_queue_url: str = Field("", validation_alias=_env(resources.INGESTION_QUEUE.env_var))
     documents_bucket: str = Field("", validation_alias=_env(resources.DOCUMENTS_BUCKET.env_var))
     # How the admin API runs billing: the billing function's name in AWS; empty locally (in-process).
     billing_function_name: str = Field("", validation_alias=_env("DOCUCHAT_BILLING_FUNCTION_NAME"))
@@ -54,6 +56,16 @@ class Settings(BaseSettings):
     llm_max_retries: int = Field(2, ge=0, le=10, validation_alias=_env("LLM_MAX_RETRIES"))
     llm_max_output_tokens: int = Field(512, gt=0, validation_alias=_env("LLM_MAX_TOKENS"))
     llm_temperature: float = Field(0.2, ge=0, le=2, validation_alias=_env("LLM_TEMPERATURE"))
+
+    # Embeddings: OpenAI's with a key, else the local model (all-MiniLM-L6-v2, in-process). "local" forces it.
+    embedder: Literal["auto", "openai", "local"] = Field("auto", validation_alias=_env("DOCUCHAT_EMBEDDER"))
+    embedding_model: str = Field("text-embedding-3-small", validation_alias=_env("EMBEDDING_MODEL"))
+    embedding_dimensions: int = Field(1536, ge=16, le=4096, validation_alias=_env("EMBEDDING_DIMENSIONS"))
+    # Chunks a call (OpenAI takes up to 2,048 inputs and 300,000 tokens a request).
+    embedding_batch_size: int = Field(1024, ge=1, le=2048, validation_alias=_env("EMBEDDING_BATCH_SIZE"))
+    embedding_batch_tokens: int = Field(250_000, ge=1_000, le=300_000, validation_alias=_env("EMBEDDING_BATCH_TOKENS"))
+    embedding_timeout_seconds: float = Field(60.0, gt=0, validation_alias=_env("EMBEDDING_TIMEOUT_SECONDS"))
+    embedding_max_retries: int = Field(5, ge=0, le=10, validation_alias=_env("EMBEDDING_MAX_RETRIES"))
 
     # Admin API key: plain locally (DOCUCHAT_ADMIN_KEY), from Secrets Manager in AWS.
     admin_api_key: SecretStr | None = Field(None, validation_alias=_env("DOCUCHAT_ADMIN_KEY"))
@@ -81,11 +93,25 @@ class Settings(BaseSettings):
     # Limits on what a caller may send.
     max_request_bytes: int = Field(2_000_000, gt=0, validation_alias=_env("DOCUCHAT_MAX_REQUEST_BYTES"))
     max_message_chars: int = Field(8_000, gt=0, validation_alias=_env("DOCUCHAT_MAX_MESSAGE_CHARS"))
-    max_document_chars: int = Field(1_000_000, gt=0, validation_alias=_env("DOCUCHAT_MAX_DOCUMENT_CHARS"))
+    max_document_chars: int = Field(4_000_000, gt=0, validation_alias=_env("DOCUCHAT_MAX_DOCUMENT_CHARS"))
     max_upload_bytes: int = Field(25 * 1024 * 1024, gt=0, validation_alias=_env("DOCUCHAT_MAX_UPLOAD_BYTES"))
     max_pdf_pages: int = Field(2_000, gt=0, validation_alias=_env("DOCUCHAT_MAX_PDF_PAGES"))
     upload_url_seconds: int = Field(900, ge=60, le=3600, validation_alias=_env("DOCUCHAT_UPLOAD_URL_SECONDS"))
     retrieval_top_k: int = Field(4, ge=1, le=20, validation_alias=_env("DOCUCHAT_RETRIEVAL_TOP_K"))
+    # A chunk counts as relevant when its vector is this similar to the question's, or when it holds this
+    # share of the question's keyword weight; with none relevant, the answer says it does not know.
+    retrieval_min_similarity: float = Field(
+        0.3, ge=-1, le=1, validation_alias=_env("DOCUCHAT_RETRIEVAL_MIN_SIMILARITY")
+    )
+    retrieval_min_keyword_coverage: float = Field(
+        0.5, ge=0, le=1, validation_alias=_env("DOCUCHAT_RETRIEVAL_MIN_KEYWORD_COVERAGE")
+    )
+    # Rows of warm per-tenant indexes one chat process keeps (~1.8 KB a row at 1,536 dimensions).
+    index_cache_rows: int = Field(150_000, ge=1_000, validation_alias=_env("DOCUCHAT_INDEX_CACHE_ROWS"))
+    # Ingestion hands the rest of a document to a new message when less than this much time is left.
+    ingestion_time_margin_seconds: int = Field(
+        60, ge=5, le=600, validation_alias=_env("DOCUCHAT_INGESTION_TIME_MARGIN_SECONDS")
+    )
     history_turns: int = Field(6, ge=0, le=50, validation_alias=_env("DOCUCHAT_HISTORY_TURNS"))
     conversation_ttl_days: int = Field(30, gt=0, validation_alias=_env("DOCUCHAT_CONVERSATION_TTL_DAYS"))
 

@@ -22,6 +22,7 @@ SECRETS_BY_FUNCTION: dict[str, tuple[str, ...]] = {
     # The merchant too: the payment callback verifies with Zibal (verify, and inquiry on "already verified").
     "chat": (OPENAI_SECRET_ENV, ADMIN_KEY_SECRET_ENV, ZIBAL_MERCHANT_SECRET_ENV),
     "billing": (ZIBAL_MERCHANT_SECRET_ENV,),
+    "ingestion": (OPENAI_SECRET_ENV,),  # OpenAI's embeddings, when a key is set
 }
 
 # Put in at deploy time and replaced by an operator; the CfnOutputs below say how. The functions treat it as unset.

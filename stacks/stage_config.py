@@ -24,7 +24,8 @@ class FunctionSizing(BaseModel):
 
 DEFAULT_SIZING = {
     "chat": FunctionSizing(memory_mb=1024, timeout_seconds=29),
-    "ingestion": FunctionSizing(memory_mb=1024, timeout_seconds=120),
+    # 2 GB buys the CPU the local embedder and PDF parsing want; large documents continue in a new message.
+    "ingestion": FunctionSizing(memory_mb=2048, timeout_seconds=300),
     "metering": FunctionSizing(memory_mb=512, timeout_seconds=30),
     "billing": FunctionSizing(memory_mb=512, timeout_seconds=300),
 }

@@ -6,7 +6,7 @@ from datetime import date, datetime
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from shared.models import BillingRun, Citation, Document, Invoice, ModelPrice, Tenant, TenantStatus
+from shared.models import BillingRun, Citation, Document, DocumentStatus, Invoice, ModelPrice, Tenant, TenantStatus
 from shared.reconciliation import TenantReconciliation
 
 ID = r"^[a-z][0-9a-f]{8,32}$"
@@ -24,9 +24,12 @@ class ChatRequest(Body):
 
 
 class TokenUsage(BaseModel):
+    """The answer's tokens, and the tokens spent embedding the question (metered as `embedding` usage)."""
+
     input_tokens: int
     output_tokens: int
     total_tokens: int
+    embedding_tokens: int = 0
 
 
 class ChatResponse(BaseModel):
@@ -35,7 +38,10 @@ class ChatResponse(BaseModel):
     citations: list[Citation]
     usage: TokenUsage
     model: str
-    route: str
+    route: str = Field(
+        description="rag: answered from documents; not_found: no document was relevant, so the answer says it "
+        "does not know; direct: documents not used; fallback: the model failed and the extractive responder answered"
+    )
 
 
 class MessageOut(BaseModel):
@@ -74,6 +80,15 @@ class UploadTarget(BaseModel):
     expires_at: datetime
 
 
+class Progress(BaseModel):
+    """How far processing has got: parsing, then embedding chunk after chunk, then indexing."""
+
+    stage: str
+    chunks_embedded: int
+    chunk_count: int
+    percent: int
+
+
 class DocumentOut(BaseModel):
     document_id: str
     title: str
@@ -82,13 +97,26 @@ class DocumentOut(BaseModel):
     reason: str | None
     size_bytes: int
     chunk_count: int
+    progress: Progress | None = Field(None, description="Set while the document is processing.")
     created_at: datetime
     updated_at: datetime
     upload: UploadTarget | None = None
 
     @classmethod
     def of(cls, document: Document, upload: UploadTarget | None = None) -> DocumentOut:
-        return cls.model_validate({**document.model_dump(), "upload": upload})
+        progress = None
+        if document.status == DocumentStatus.PROCESSING and document.stage is not None:
+            # Parsing counts as the first 10%, embedding the next 85%, indexing the rest.
+            share = document.chunks_embedded / document.chunk_count if document.chunk_count else 0.0
+            percent = {"parsing": 0, "embedding": 10 + int(85 * share), "indexing": 95}[document.stage.value]
+            progress = Progress(
+                stage=document.stage.value,
+                chunks_embedded=document.chunks_embedded,
+                chunk_count=document.chunk_count,
+                percent=percent,
+            )
+        fields = document.model_dump(exclude={"generation", "stage", "chunks_embedded", "tenant_id", "source_key"})
+        return cls.model_validate({**fields, "progress": progress, "upload": upload})
 
 
 class UsageDay(BaseModel):

@@ -1,4 +1,8 @@
-"""Ingestion function: S3 object-created notifications, delivered through SQS, in partial batches."""
+"""Ingestion function: S3 object-created notifications, and its own continuation messages, through SQS.
+
+A message is either S3's notification of an upload (or S3's test event, which names no object) or a
+`continue` message this function sent itself to finish a large document in another invocation.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.container import FunctionServices
+from shared.ingestion import CONTINUE_MESSAGE, Continuation, Upload
 from shared.observability import logger, metrics, tracer
 from shared.resources import INGESTION_QUEUE
 
@@ -20,24 +25,56 @@ services = FunctionServices()
 configure = services.configure  # tests and the local runtime pass their own container
 
 
-def object_keys(body: str) -> list[str]:
-    """The object keys an S3 notification names; none for S3's test event."""
-    notification = json.loads(body)
-    return [unquote_plus(r["s3"]["object"]["key"]) for r in notification.get("Records", []) if "s3" in r]
+def uploads(notification: dict[str, Any]) -> list[Upload]:
+    """The uploads an S3 notification names; none for S3's test event."""
+    found = []
+    for record in notification.get("Records", []):
+        if "s3" not in record:
+            continue
+        s3_object = record["s3"]["object"]
+        version = "|".join(
+            str(part) for part in (s3_object.get("eTag"), s3_object.get("sequencer"), record.get("eventTime"))
+        )
+        found.append(Upload(key=unquote_plus(s3_object["key"]), version=version))
+    return found
 
 
 @tracer.capture_method
-def record_handler(record: SQSRecord) -> None:
-    documents = services.get().document_service
-    for key in object_keys(record.body):
+def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
+    ingestion = services.get().ingestion
+    last_try = int(record.attributes.approximate_receive_count) >= INGESTION_QUEUE.max_receive_count
+
+    def time_left() -> float:
+        return lambda_context.get_remaining_time_in_millis() / 1000
+
+    try:
+        body = json.loads(record.body)
+    except json.JSONDecodeError:
+        logger.warning("skipping a message that is not JSON", extra={"message_id": record.message_id})
+        return
+    if isinstance(body, dict) and body.get("docuchat") == CONTINUE_MESSAGE:
+        continuation = Continuation.from_message(body)
         try:
-            outcome = documents.ingest(key)
+            outcome = ingestion.resume(continuation, time_left)
         except Exception as error:
             # On its last delivery the message goes to the DLQ next: its document must not stay "processing".
-            if int(record.attributes.approximate_receive_count) >= INGESTION_QUEUE.max_receive_count:
-                documents.fail_source(key, f"processing failed {INGESTION_QUEUE.max_receive_count} times: {error}")
+            if last_try:
+                ingestion.fail_document(continuation.tenant_id, continuation.document_id, _reason(error))
             raise
-        logger.info("ingested", extra={"key": key, "outcome": outcome.value})
+        logger.info("continued", extra={"document_id": continuation.document_id, "outcome": outcome.value})
+        return
+    for upload in uploads(body if isinstance(body, dict) else {}):
+        try:
+            outcome = ingestion.ingest(upload, time_left)
+        except Exception as error:
+            if last_try:
+                ingestion.fail_source(upload.key, _reason(error))
+            raise
+        logger.info("ingested", extra={"key": upload.key, "outcome": outcome.value})
+
+
+def _reason(error: Exception) -> str:
+    return f"processing failed {INGESTION_QUEUE.max_receive_count} times: {error}"
 
 
 @logger.inject_lambda_context

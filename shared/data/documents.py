@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from typing import Any
 
@@ -9,7 +10,7 @@ from botocore.exceptions import ClientError
 
 from shared.data.dynamo import attributes, batch_write, from_item, is_condition_failure, query_all, to_item, values
 from shared.errors import NotFound
-from shared.models import Chunk, Document, DocumentStatus
+from shared.models import Chunk, Document, DocumentStatus, IngestionStage
 
 DOC_PREFIX = "doc#"
 CHUNK_PREFIX = "chunk#"
@@ -70,6 +71,122 @@ class DocumentRepository:
             if is_condition_failure(error):
                 raise NotFound(f"document {document_id} not found") from error
             raise
+
+    def claim(
+        self, tenant_id: str, document_id: str, generation: str, previous: str | None, updated_at: datetime
+    ) -> None:
+        """Start processing upload `generation`, if the document still has the generation it was read with.
+
+        Raises NotFound when the document is gone or being deleted, or another delivery claimed it first.
+        """
+        condition = "attribute_exists(pk) AND #status <> :deleting AND "
+        condition += "generation = :previous" if previous else "attribute_not_exists(generation)"
+        params: dict[str, Any] = {
+            "status": DocumentStatus.PROCESSING.value,
+            "generation": generation,
+            "stage": IngestionStage.PARSING.value,
+            "zero": 0,
+            "updated_at": updated_at.isoformat(),
+            "empty": "",
+            "deleting": DocumentStatus.DELETING.value,
+        }
+        if previous:
+            params["previous"] = previous
+        self._update(
+            tenant_id,
+            document_id,
+            "SET #status = :status, generation = :generation, stage = :stage, chunks_embedded = :zero, "
+            "chunk_count = :zero, reason = :empty, updated_at = :updated_at",
+            condition,
+            params,
+        )
+
+    def record_progress(
+        self,
+        tenant_id: str,
+        document_id: str,
+        generation: str,
+        updated_at: datetime,
+        *,
+        stage: IngestionStage,
+        chunk_count: int | None = None,
+        chunks_embedded: int | None = None,
+    ) -> None:
+        """Progress of the upload being processed; NotFound once the document moved on (deleted, re-uploaded)."""
+        assignments = ["stage = :stage", "updated_at = :updated_at"]
+        params: dict[str, Any] = {"stage": stage.value, "updated_at": updated_at.isoformat()}
+        if chunk_count is not None:
+            assignments.append("chunk_count = :chunk_count")
+            params["chunk_count"] = chunk_count
+        if chunks_embedded is not None:
+            assignments.append("chunks_embedded = :embedded")
+            params["embedded"] = chunks_embedded
+        self._update(tenant_id, document_id, "SET " + ", ".join(assignments), *self._processing(generation, params))
+
+    def mark_ready(self, tenant_id: str, document_id: str, generation: str, updated_at: datetime) -> None:
+        params: dict[str, Any] = {"ready": DocumentStatus.READY.value, "updated_at": updated_at.isoformat()}
+        self._update(
+            tenant_id,
+            document_id,
+            "SET #status = :ready, updated_at = :updated_at REMOVE stage",
+            *self._processing(generation, params),
+        )
+
+    def mark_deleting(self, tenant_id: str, document_id: str, updated_at: datetime) -> None:
+        params = {"deleting": DocumentStatus.DELETING.value, "updated_at": updated_at.isoformat()}
+        self._update(
+            tenant_id, document_id, "SET #status = :deleting, updated_at = :updated_at", "attribute_exists(pk)", params
+        )
+
+    @staticmethod
+    def _processing(generation: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        condition = "#status = :processing AND generation = :generation"
+        return condition, {**params, "processing": DocumentStatus.PROCESSING.value, "generation": generation}
+
+    def _update(
+        self, tenant_id: str, document_id: str, expression: str, condition: str, params: dict[str, Any]
+    ) -> None:
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=to_item({"pk": tenant_id, "sk": DOC_PREFIX + document_id}),
+                UpdateExpression=expression,
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=values(**params),
+            )
+        except ClientError as error:
+            if is_condition_failure(error):
+                raise NotFound(f"document {document_id} is not in the expected state") from error
+            raise
+
+    def read_chunks(self, tenant_id: str, document_id: str) -> list[Chunk]:
+        """A document's chunks, in order."""
+        items = query_all(
+            self._db,
+            TableName=self._table,
+            KeyConditionExpression="pk = :tenant AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues=values(tenant=tenant_id, prefix=f"{CHUNK_PREFIX}{document_id}#"),
+            ConsistentRead=True,
+        )
+        return [Chunk.model_validate(attributes(item)) for item in items]
+
+    def get_chunks(self, tenant_id: str, wanted: list[tuple[str, int]]) -> dict[tuple[str, int], Chunk]:
+        """Chunks by (document id, index), all of one tenant; chunks that no longer exist are left out."""
+        keys = [to_item({"pk": tenant_id, "sk": _chunk_sk(doc, index)}) for doc, index in dict.fromkeys(wanted)]
+        found: dict[tuple[str, int], Chunk] = {}
+        for start in range(0, len(keys), 100):
+            pending: dict[str, Any] = {self._table: {"Keys": keys[start : start + 100]}}
+            for attempt in range(8):
+                response = self._db.batch_get_item(RequestItems=pending)
+                for item in response.get("Responses", {}).get(self._table, []):
+                    chunk = Chunk.model_validate(attributes(from_item(item)))
+                    found[(chunk.document_id, chunk.index)] = chunk
+                pending = response.get("UnprocessedKeys") or {}
+                if not pending:
+                    break
+                time.sleep(min(0.05 * 2**attempt, 1.0))  # unprocessed keys mean throttling: back off
+        return found
 
     def replace_chunks(self, tenant_id: str, document_id: str, chunks: list[Chunk]) -> None:
         """Write a document's chunks; chunk keys are stable, so re-ingesting overwrites, never duplicates."""

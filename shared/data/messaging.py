@@ -26,6 +26,17 @@ class UsageQueue:
         self._sqs.get_queue_attributes(QueueUrl=self._queue_url, AttributeNames=["QueueArn"])
 
 
+class IngestionQueue:
+    """The ingestion function's own queue: where it hands itself the rest of a large document."""
+
+    def __init__(self, sqs: Any, queue_url: str) -> None:
+        self._sqs = sqs
+        self._queue_url = queue_url
+
+    def send(self, body: dict[str, Any]) -> None:
+        self._sqs.send_message(QueueUrl=self._queue_url, MessageBody=json.dumps(body))
+
+
 class Mailer:
     def __init__(self, ses: Any, sender: str) -> None:
         self._ses = ses

@@ -10,6 +10,7 @@ import pytest
 
 from local.fake_zibal import FakeZibal
 from shared.container import Container, load_settings
+from tests.support.embedders import HashingEmbedder
 from tests.support.harness import ADMIN_KEY, Harness
 
 
@@ -51,7 +52,14 @@ def function_env(moto_aws: Any, zibal: FakeZibal, monkeypatch: pytest.MonkeyPatc
 
 @pytest.fixture
 def harness(function_env: dict[str, str], clock: Any) -> Harness:
-    return Harness(Container(load_settings(), clock=clock), function_env)
+    return Harness(_container(clock), function_env)
+
+
+def _container(clock: Any) -> Container:
+    """The functions' container; the embedder is a fast stand-in (tests of the real ones say so)."""
+    container = Container(load_settings(), clock=clock)
+    container.embedder = HashingEmbedder()
+    return container
 
 
 @pytest.fixture(params=["moto", pytest.param("dynamodb_local", marks=pytest.mark.dynamodb_local)])
@@ -61,4 +69,4 @@ def any_harness(
     """The harness with DynamoDB on moto, then on DynamoDB Local (AWS's implementation); the rest on moto."""
     endpoint = request.getfixturevalue("dynamodb_local").endpoint_url if request.param == "dynamodb_local" else None
     env = _set_environment(monkeypatch, moto_aws, zibal, endpoint)
-    return Harness(Container(load_settings(), clock=clock), env)
+    return Harness(_container(clock), env)

@@ -56,22 +56,31 @@ def test_usage_is_metered_and_billed_into_one_invoice_with_a_payment_link_and_an
     tenant_id, key = harness.new_tenant(email="billing@acme.test")
     harness.call("POST", "/v1/documents", {"title": "Handbook", "text": HANDBOOK * 40}, key=key)
     harness.drain("ingestion")
-    tokens = 0
-    questions = [f"{topic} question {n}?" for n in range(8) for topic in ("refund window", "shipping cost")]
+    day = billing_day(clock(), "Asia/Tehran")
+    period = {"start": day.isoformat(), "end": day.isoformat()}
+    # Embedding the document is metered too
+    ingestion_events = harness.queued("usage")
+    assert ingestion_events >= 1
+    assert harness.drain("usage") == ingestion_events
+    tokens = harness.call("GET", "/v1/usage", key=key, query=period).json["total_tokens"]
+    assert tokens > 0
+    events = 0
+    questions = ["What is the refund policy?", "How much does express shipping cost?"] * 8
     for question in questions:
         reply = harness.call("POST", "/v1/chat", {"message": question}, key=key)
         assert reply.status == 200, reply
-        tokens += reply.json["usage"]["total_tokens"]
+        assert reply.json["route"] == "rag", reply
+        tokens += reply.json["usage"]["total_tokens"] + reply.json["usage"]["embedding_tokens"]
+        events += 2  # the question's embedding and the answer, each its own event
     assert tokens * 20 // 1000 * 10 > 1_000, "the test needs usage above Zibal's 1,000 Rial minimum"
-    assert harness.queued("usage") == len(questions)  # one event per answer, sent before answering
+    assert harness.queued("usage") == events  # sent before answering
 
     # When metering runs, then the counters hold exactly those tokens
-    assert harness.drain("usage") == len(questions)
-    day = billing_day(clock(), "Asia/Tehran")
-    usage = harness.call("GET", "/v1/usage", key=key, query={"start": day.isoformat(), "end": day.isoformat()})
+    assert harness.drain("usage") == events
+    usage = harness.call("GET", "/v1/usage", key=key, query=period)
     assert usage.status == 200, usage
     assert usage.json["total_tokens"] == tokens
-    assert usage.json["days"][0]["events"] == len(questions)
+    assert sum(d["events"] for d in usage.json["days"]) == ingestion_events + events
 
     # When the nightly schedule fires the next day
     clock.advance(days=1)
@@ -84,7 +93,7 @@ def test_usage_is_metered_and_billed_into_one_invoice_with_a_payment_link_and_an
     invoice = harness.call("GET", f"/v1/invoices/{invoice_id}", key=key)
     assert invoice.status == 200, invoice
     body = invoice.json["invoice"]
-    expected_tomans = -(-tokens * 20 // 1000)
+    expected_tomans = sum(-(-d["total_tokens"] * 20 // 1000) for d in usage.json["days"])  # rounded up per line
     assert body["total_tokens"] == tokens
     assert body["amount_tomans"] == expected_tomans
     assert invoice.json["amount_rials"] == expected_tomans * 10

@@ -57,11 +57,18 @@ def test_the_model_answers_from_the_documents_and_its_usage_is_metered(
     assert reply.json["citations"][0]["title"] == "Support"
     assert reply.json["usage"]["input_tokens"] > 0 and reply.json["usage"]["output_tokens"] > 0
 
-    # And the metered tokens are the ones the model reported
+    # And the question and the document were embedded by OpenAI's embeddings endpoint, in one call each
+    embedding_calls = [body for path, body, _ in openai_server.requests if path == "/v1/embeddings"]
+    assert [call["input"] for call in embedding_calls][1] == ["When is the support line open?"]
+    assert all(call["model"] == "text-embedding-3-small" for call in embedding_calls)
+    assert reply.json["usage"]["embedding_tokens"] > 0
+
+    # And the metered tokens are the ones the models reported, per model
     llm_harness.drain("usage")
     usage = llm_harness.call("GET", "/v1/usage", key=key).json
-    assert usage["days"][0]["model"] == "gpt-4o-mini"
-    assert usage["total_tokens"] == reply.json["usage"]["total_tokens"]
+    by_model = {day["model"]: day["total_tokens"] for day in usage["days"]}
+    assert by_model["gpt-4o-mini"] == reply.json["usage"]["total_tokens"]
+    assert by_model["text-embedding-3-small"] > reply.json["usage"]["embedding_tokens"]  # document + question
 
 
 def test_the_client_retries_a_passing_upstream_failure(llm_harness: Harness, openai_server: FakeOpenAI) -> None:
@@ -82,9 +89,9 @@ def test_when_the_model_is_down_the_extractive_responder_answers_and_says_so(
     openai_server.fail_next(10, status=503)
 
     # When the tenant asks
-    reply = llm_harness.call("POST", "/v1/chat", {"message": "support line hours?"}, key=key)
+    reply = llm_harness.call("POST", "/v1/chat", {"message": "When is the support line open?"}, key=key)
 
-    # Then it still gets an answer from its documents, marked as the fallback, never a 5xx
+    # Then it still gets an answer from its documents (found by keyword), marked as the fallback, never a 5xx
     assert reply.status == 200, reply
     assert reply.json["route"] == "fallback" and reply.json["model"] == "docuchat-extractive"
     assert "9 to 17" in reply.json["answer"]

@@ -79,6 +79,7 @@ class Harness:
             spec.consumer,
             spec.batch_size,
             retry_seconds=0,  # a failed message is back at once, so tests see every redelivery
+            timeout_seconds=300,
         )
         handled = 0
         for _ in range(rounds):

@@ -23,6 +23,7 @@ def chat(body: ChatRequest, caller: Caller, services: Services, request_id: Requ
             input_tokens=result.input_tokens,
             output_tokens=result.output_tokens,
             total_tokens=result.input_tokens + result.output_tokens,
+            embedding_tokens=result.embedding_tokens,
         ),
         model=result.model,
         route=result.route,

@@ -1,0 +1,296 @@
+"""Ingestion: parse an uploaded document, chunk it, embed the chunks in batches, publish them to the index.
+
+The work is resumable, so a document of any size fits Lambda's limits:
+
+    parsing   -> the text is chunked and the chunks stored (DynamoDB)
+    embedding -> batch after batch: embed, meter the tokens, store the vectors (S3 part), record progress
+    indexing  -> the parts become the document's segment, published to the tenant's index; status ready
+
+Before each batch the function checks the time it has left; when it runs short, it sends itself a
+`continue` message for the same upload and returns. The next invocation picks up at the recorded progress.
+
+Every step is safe to repeat. An upload is identified by its *generation*, derived from the S3 event, so a
+redelivered event is recognised; a usage event's id is derived from the generation and the batch's first
+chunk, so a batch embedded twice after a crash is billed once; every progress write is conditional on the
+document still processing this generation, so a delete or a newer upload stops older work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+from shared.chunking import chunk_text
+from shared.data.blobs import BlobStore, parse_source_key
+from shared.data.documents import DocumentRepository
+from shared.data.vectors import S3VectorStore
+from shared.embeddings import Embedder
+from shared.errors import NotFound
+from shared.ids import derived_id
+from shared.models import Chunk, Document, DocumentStatus, IngestionStage, UsageEvent, UsageKind
+from shared.observability import DOCUMENTS_FAILED, DOCUMENTS_INGESTED, EMBEDDING_TOKENS, logger, metrics
+from shared.parsing import UnreadableDocument, extract_text
+from shared.settings import Settings
+from shared.vectors import Segment
+
+CONTINUE_MESSAGE = "ingestion.continue"
+
+
+class IngestOutcome(StrEnum):
+    READY = "ready"
+    FAILED = "failed"
+    CONTINUED = "continued"  # handed the rest to a new message
+    SKIPPED = "skipped"  # unknown key, deleted document, duplicate or stale delivery: acknowledged, never retried
+
+
+class UsageSink(Protocol):
+    def send(self, event: UsageEvent) -> None: ...
+
+
+class Continuations(Protocol):
+    def send(self, body: dict[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One upload of a document's source: which object, and which version of it (from the S3 event)."""
+
+    key: str
+    version: str  # eTag, sequencer and event time: the same for every delivery of one upload's event
+
+    @property
+    def generation(self) -> str:
+        return derived_id("g", self.key, self.version)
+
+
+@dataclass(frozen=True)
+class Continuation:
+    tenant_id: str
+    document_id: str
+    generation: str
+
+    def to_message(self) -> dict[str, Any]:
+        return {"docuchat": CONTINUE_MESSAGE, **self.__dict__}
+
+    @classmethod
+    def from_message(cls, body: dict[str, Any]) -> Continuation:
+        return cls(tenant_id=body["tenant_id"], document_id=body["document_id"], generation=body["generation"])
+
+
+TimeLeft = Callable[[], float]  # seconds this invocation has left
+
+
+class IngestionService:
+    def __init__(
+        self,
+        settings: Settings,
+        documents: DocumentRepository,
+        blobs: BlobStore,
+        vectors: S3VectorStore,
+        embedder: Embedder,
+        usage: UsageSink,
+        continuations: Continuations,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._settings = settings
+        self._documents = documents
+        self._blobs = blobs
+        self._vectors = vectors
+        self._embedder = embedder
+        self._usage = usage
+        self._continuations = continuations
+        self._clock = clock
+
+    def ingest(self, upload: Upload, time_left: TimeLeft) -> IngestOutcome:
+        """Start (or, for a redelivered event, resume) processing an uploaded source."""
+        parsed = parse_source_key(upload.key)
+        if parsed is None:
+            logger.info("skipping an object the service does not know", extra={"key": upload.key})
+            return IngestOutcome.SKIPPED
+        document = self._documents.get(*parsed)
+        if document is None or document.status == DocumentStatus.DELETING:
+            logger.warning("skipping a source with no live document", extra={"key": upload.key})
+            return IngestOutcome.SKIPPED
+        generation = upload.generation
+        if document.generation == generation:
+            if document.status == DocumentStatus.PROCESSING:
+                return self._resume(document, time_left)
+            return IngestOutcome.SKIPPED  # this upload was already processed: a duplicate event
+        try:
+            self._documents.claim(
+                document.tenant_id, document.document_id, generation, document.generation, self._clock()
+            )
+        except NotFound:
+            return IngestOutcome.SKIPPED  # deleted, or another delivery got there first
+        claimed = document.model_copy(update={"generation": generation, "status": DocumentStatus.PROCESSING})
+        return self._parse(claimed, time_left)
+
+    def resume(self, continuation: Continuation, time_left: TimeLeft) -> IngestOutcome:
+        document = self._documents.get(continuation.tenant_id, continuation.document_id)
+        if (
+            document is None
+            or document.status != DocumentStatus.PROCESSING
+            or document.generation != continuation.generation
+        ):
+            return IngestOutcome.SKIPPED  # finished, deleted or superseded meanwhile
+        return self._resume(document, time_left)
+
+    def _resume(self, document: Document, time_left: TimeLeft) -> IngestOutcome:
+        chunks = self._documents.read_chunks(document.tenant_id, document.document_id)
+        if document.stage == IngestionStage.PARSING or len(chunks) != document.chunk_count:
+            # The invocation that claimed it stopped while parsing: parsing again is the way on.
+            return self._parse(document, time_left)
+        return self._embed(document, chunks, start=document.chunks_embedded, time_left=time_left)
+
+    def _parse(self, document: Document, time_left: TimeLeft) -> IngestOutcome:
+        try:
+            text = self._read_text(document.source_key, document.content_type)
+        except UnreadableDocument as error:
+            return self._fail(document, error.message)
+        chunks = [
+            Chunk(
+                tenant_id=document.tenant_id,
+                document_id=document.document_id,
+                index=index,
+                title=document.title,
+                text=piece.text,
+                section=piece.section,
+            )
+            for index, piece in enumerate(chunk_text(text))
+        ]
+        if not chunks:
+            return self._fail(document, "the document has no text")
+        self._documents.replace_chunks(document.tenant_id, document.document_id, chunks)
+        try:
+            self._progress(document, IngestionStage.EMBEDDING, chunk_count=len(chunks), chunks_embedded=0)
+        except NotFound:
+            return self._abandon(document)
+        return self._embed(document, chunks, start=0, time_left=time_left)
+
+    def _embed(self, document: Document, chunks: list[Chunk], start: int, time_left: TimeLeft) -> IngestOutcome:
+        assert document.generation is not None
+        texts = [chunk.embedding_text() for chunk in chunks]
+        margin = self._settings.ingestion_time_margin_seconds
+        for offset, end in self._embedder.batches(texts[start:]):
+            first, last = start + offset, start + end
+            # At least one batch an invocation, so every invocation moves the document on.
+            if first > start and time_left() < margin:
+                self._continuations.send(
+                    Continuation(document.tenant_id, document.document_id, document.generation).to_message()
+                )
+                logger.info(
+                    "handing the rest of a document to a new message",
+                    extra={"document_id": document.document_id, "embedded": first, "chunks": len(chunks)},
+                )
+                return IngestOutcome.CONTINUED
+            embeddings = self._embedder.embed(texts[first:last])
+            self._meter(document, first, embeddings.tokens)
+            self._vectors.write_part(
+                document.tenant_id, document.document_id, document.generation, first, embeddings.vectors
+            )
+            try:
+                self._progress(document, IngestionStage.EMBEDDING, chunks_embedded=last)
+            except NotFound:
+                return self._abandon(document)
+        return self._publish(document, chunks, texts)
+
+    def _publish(self, document: Document, chunks: list[Chunk], texts: list[str]) -> IngestOutcome:
+        assert document.generation is not None
+        try:
+            self._progress(document, IngestionStage.INDEXING)
+            vectors = self._vectors.read_parts(
+                document.tenant_id, document.document_id, document.generation, len(chunks)
+            )
+            segment = Segment.build(
+                tenant_id=document.tenant_id,
+                document_id=document.document_id,
+                generation=document.generation,
+                model=self._embedder.model,
+                chunk_indexes=[chunk.index for chunk in chunks],
+                vectors=vectors,
+                texts=texts,
+            )
+            self._vectors.publish(segment)
+        except NotFound:
+            return self._abandon(document)
+        try:
+            self._documents.mark_ready(document.tenant_id, document.document_id, document.generation, self._clock())
+        except NotFound:
+            # Deleted (or re-uploaded) between publishing and now: take the vectors back out.
+            self._vectors.remove(document.tenant_id, document.document_id)
+            return self._abandon(document)
+        metrics.add_metric(name=DOCUMENTS_INGESTED, unit="Count", value=1)
+        logger.info(
+            "document ready",
+            extra={"tenant_id": document.tenant_id, "document_id": document.document_id, "chunks": len(chunks)},
+        )
+        return IngestOutcome.READY
+
+    def _meter(self, document: Document, first_chunk: int, tokens: int) -> None:
+        assert document.generation is not None
+        self._usage.send(
+            UsageEvent(
+                # One id per upload and batch: a batch embedded again after a crash is counted once.
+                event_id=derived_id(
+                    "e", "embedding", document.tenant_id, document.document_id, document.generation, str(first_chunk)
+                ),
+                tenant_id=document.tenant_id,
+                kind=UsageKind.EMBEDDING,
+                model=self._embedder.model,
+                input_tokens=tokens,
+                output_tokens=0,
+                occurred_at=self._clock(),
+            )
+        )
+        metrics.add_metric(name=EMBEDDING_TOKENS, unit="Count", value=tokens)
+
+    def _progress(self, document: Document, stage: IngestionStage, **counts: int) -> None:
+        assert document.generation is not None
+        self._documents.record_progress(
+            document.tenant_id, document.document_id, document.generation, self._clock(), stage=stage, **counts
+        )
+
+    def _abandon(self, document: Document) -> IngestOutcome:
+        """Stop: the document was deleted or re-uploaded meanwhile. What a deleted one left behind goes."""
+        current = self._documents.get(document.tenant_id, document.document_id)
+        if current is None or current.status == DocumentStatus.DELETING:
+            # The delete may have run before this ingestion wrote; writing after it must not leave data behind.
+            self._vectors.remove(document.tenant_id, document.document_id)
+            self._documents.replace_chunks(document.tenant_id, document.document_id, [])
+        logger.info(
+            "document deleted or re-uploaded while processing; stopping",
+            extra={"document_id": document.document_id, "generation": document.generation},
+        )
+        return IngestOutcome.SKIPPED
+
+    def _read_text(self, key: str, content_type: str) -> str:
+        limit = self._settings.max_upload_bytes
+        body = self._blobs.get(key, max_bytes=limit)
+        if len(body) > limit:
+            raise UnreadableDocument(f"the file is larger than {limit:,} bytes")
+        return extract_text(body, content_type, self._settings.max_document_chars, self._settings.max_pdf_pages)
+
+    def fail_source(self, key: str, reason: str) -> None:
+        """Mark the document behind a source failed: its message is going to the DLQ after its last try."""
+        parsed = parse_source_key(key)
+        if parsed is not None:
+            self.fail_document(*parsed, reason=reason)
+
+    def fail_document(self, tenant_id: str, document_id: str, reason: str) -> None:
+        document = self._documents.get(tenant_id, document_id)
+        if document is not None and document.status in (DocumentStatus.PENDING, DocumentStatus.PROCESSING):
+            self._fail(document, reason)
+
+    def _fail(self, document: Document, reason: str) -> IngestOutcome:
+        try:
+            self._documents.set_status(
+                document.tenant_id, document.document_id, DocumentStatus.FAILED, self._clock(), reason=reason
+            )
+        except NotFound:
+            return IngestOutcome.SKIPPED
+        metrics.add_metric(name=DOCUMENTS_FAILED, unit="Count", value=1)
+        logger.warning("document failed", extra={"document_id": document.document_id, "reason": reason})
+        return IngestOutcome.FAILED

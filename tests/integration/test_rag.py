@@ -1,0 +1,294 @@
+"""RAG end to end in-process: ingestion in resumable steps, embedding usage metered once, the vector store
+(segments in S3, manifest in DynamoDB, warm index), hybrid retrieval, tenant isolation and deletion."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from shared.data.vectors import MANIFEST_SK, SEGMENT_PREFIX
+from shared.ingestion import IngestOutcome, Upload
+from tests.support.embedders import HashingEmbedder
+from tests.support.files import pdf
+from tests.support.harness import Harness
+
+HANDBOOK = """# Leave
+
+Every employee gets 25 days of annual leave a year. Unused days expire on 31 March.
+
+# Expenses
+
+Submit receipts within 30 days through Ledgerly. Your manager approves claims above 200 euros.
+
+# Equipment
+
+Laptops are replaced every three years. Report a lost laptop to security within one hour.
+"""
+
+
+def objects(harness: Harness, prefix: str) -> list[str]:
+    listed = harness.container.aws.s3.list_objects_v2(Bucket=harness.env["DOCUCHAT_DOCUMENTS_BUCKET"], Prefix=prefix)
+    return [item["Key"] for item in listed.get("Contents", [])]
+
+
+def peek_usage_events(harness: Harness) -> list[dict[str, Any]]:
+    """The usage events waiting on the queue, read and put back for metering."""
+    sqs = harness.container.aws.sqs
+    url = harness.env["DOCUCHAT_USAGE_QUEUE_URL"]
+    messages: list[dict[str, Any]] = []
+    while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60).get("Messages"):
+        messages += batch
+    for message in messages:
+        sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0)
+    return [json.loads(m["Body"]) for m in messages]
+
+
+def many_sections(count: int) -> str:
+    return "\n\n".join(
+        f"# Section {n}\n\nItem {n} of the catalogue costs {n * 7} euros and ships in {n % 5 + 1} days. "
+        + "Further details follow in plain words. " * 30
+        for n in range(count)
+    )
+
+
+def test_a_document_becomes_ready_with_its_vectors_in_s3_and_its_segment_in_the_manifest(any_harness: Harness) -> None:
+    harness = any_harness  # DynamoDB on moto, then on DynamoDB Local
+    tenant_id, key = harness.new_tenant()
+    created = harness.call("POST", "/v1/documents", {"title": "Handbook", "text": HANDBOOK}, key=key).json
+    harness.drain("ingestion")
+
+    document = harness.call("GET", f"/v1/documents/{created['document_id']}", key=key).json
+    assert document["status"] == "ready" and document["progress"] is None
+    entries = harness.container.vectors.entries(tenant_id)
+    assert [e.document_id for e in entries] == [created["document_id"]]
+    assert entries[0].rows == document["chunk_count"] and entries[0].model == "test-hashing"
+    assert objects(harness, f"vectors/{tenant_id}/{created['document_id']}/") == [entries[0].key]
+    assert harness.container.vectors.manifest_version(tenant_id) == 1
+
+    answer = harness.call("POST", "/v1/chat", {"message": "How many days of annual leave do I get?"}, key=key).json
+    assert answer["route"] == "rag"
+    citation = answer["citations"][0]
+    assert citation["document_id"] == created["document_id"] and citation["title"] == "Handbook"
+    assert "25 days" in citation["snippet"]
+
+
+def test_a_large_document_is_embedded_across_several_messages_and_shows_its_progress(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an embedder taking 16 chunks a call, and a function that runs short of time after every batch
+    embedder: HashingEmbedder = harness.container.embedder  # type: ignore[assignment]
+    monkeypatch.setattr(harness.container.ingestion, "_settings", _with(harness, ingestion_time_margin_seconds=600))
+    _, key = harness.new_tenant()
+    created = harness.call("POST", "/v1/documents", {"title": "Catalogue", "text": many_sections(40)}, key=key).json
+    document_path = f"/v1/documents/{created['document_id']}"
+
+    # When the upload's event is handled once
+    harness.drain("ingestion", rounds=1)
+
+    # Then one batch is embedded, the rest is handed to a new message, and the status shows how far it got
+    document = harness.call("GET", document_path, key=key).json
+    assert document["status"] == "processing", document
+    progress = document["progress"]
+    assert progress["stage"] == "embedding" and progress["chunks_embedded"] == 16
+    assert progress["chunk_count"] > 32 and 10 < progress["percent"] < 95
+    assert harness.queued("ingestion") == 1
+
+    # When the continuations run, then it finishes, one batch an invocation
+    harness.drain("ingestion", rounds=50)
+    document = harness.call("GET", document_path, key=key).json
+    assert document["status"] == "ready", document
+    assert sum(embedder.calls) == document["chunk_count"]  # each chunk embedded exactly once
+    assert len(embedder.calls) == -(-document["chunk_count"] // 16)
+    answer = harness.call("POST", "/v1/chat", {"message": "How much does item 37 cost?"}, key=key).json
+    assert "259 euros" in answer["answer"], answer
+
+
+def test_embedding_tokens_are_metered_once_even_when_a_batch_is_embedded_twice(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an ingestion that dies after metering its second batch, before recording it
+    _, key = harness.new_tenant()
+    vectors = harness.container.vectors
+    write_part = vectors.write_part
+    failures = {"left": 1}
+
+    def crash_once(tenant: str, document: str, generation: str, start: int, array: Any) -> None:
+        if start > 0 and failures["left"]:
+            failures["left"] -= 1
+            raise RuntimeError("the function timed out")
+        write_part(tenant, document, generation, start, array)
+
+    monkeypatch.setattr(vectors, "write_part", crash_once)
+    harness.call("POST", "/v1/documents", {"title": "Catalogue", "text": many_sections(6)}, key=key)
+
+    # When SQS redelivers the event and the document completes
+    harness.drain("ingestion", rounds=5)
+
+    # Then the batch embedded twice was sent twice with the same event id, and metering counts it once
+    events = peek_usage_events(harness)
+    ids = [e["event_id"] for e in events]
+    assert len(ids) == len(set(ids)) + 1, "the crashed batch's event is sent again with the same id"
+    harness.drain("usage")
+    usage = harness.call("GET", "/v1/usage", key=key).json
+    unique = {e["event_id"]: e["input_tokens"] for e in events}
+    assert usage["total_tokens"] == sum(unique.values())
+    assert all(day["model"] == "test-hashing" for day in usage["days"])
+
+
+def test_a_redelivered_event_changes_nothing_and_a_new_upload_replaces_the_chunks(any_harness: Harness) -> None:
+    harness = any_harness  # DynamoDB on moto, then on DynamoDB Local
+    tenant_id, key = harness.new_tenant()
+    created = harness.call("POST", "/v1/documents", {"title": "Handbook", "text": HANDBOOK}, key=key).json
+    document_id = created["document_id"]
+    harness.drain("ingestion")
+    source = f"tenants/{tenant_id}/documents/{document_id}/source"
+    first = harness.container.vectors.entries(tenant_id)[0]
+    ingestion = harness.container.ingestion
+    embedder: HashingEmbedder = harness.container.embedder  # type: ignore[assignment]
+
+    # An upload's event delivered twice: the second delivery is skipped and embeds nothing
+    assert ingestion.ingest(Upload(source, "etag-2|seq-2|time-2"), lambda: 300.0) == IngestOutcome.READY
+    calls = list(embedder.calls)
+    assert ingestion.ingest(Upload(source, "etag-2|seq-2|time-2"), lambda: 300.0) == IngestOutcome.SKIPPED
+    assert embedder.calls == calls
+    assert harness.container.documents.read_chunks(tenant_id, document_id)[-1].index == first.rows - 1
+
+    # A new upload of other content: a new generation replaces the chunks and the segment, never duplicates
+    harness.container.blobs.put(source, b"# Leave\n\nEveryone now gets 30 days of annual leave.", "text/markdown")
+    harness.drain("ingestion")
+    document = harness.call("GET", f"/v1/documents/{document_id}", key=key).json
+    assert document["status"] == "ready" and document["chunk_count"] == 1
+    chunks = harness.container.documents.read_chunks(tenant_id, document_id)
+    assert [c.index for c in chunks] == [0] and "30 days" in chunks[0].text
+    entries = harness.container.vectors.entries(tenant_id)
+    assert len(entries) == 1 and entries[0].generation != first.generation and entries[0].rows == 1
+    assert objects(harness, f"vectors/{tenant_id}/{document_id}/") == [entries[0].key]
+    answer = harness.call("POST", "/v1/chat", {"message": "How many days of annual leave?"}, key=key).json
+    assert "30 days" in answer["answer"] and "25 days" not in answer["answer"]
+
+
+def test_the_warm_index_is_reused_until_the_manifest_version_moves(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, key = harness.new_tenant()
+    harness.call("POST", "/v1/documents", {"title": "Handbook", "text": HANDBOOK}, key=key)
+    harness.drain("ingestion")
+    s3 = harness.container.aws.s3
+    fetched: list[str] = []
+    get_object = s3.get_object
+
+    def counting(**params: Any) -> Any:
+        fetched.append(params["Key"])
+        return get_object(**params)
+
+    monkeypatch.setattr(s3, "get_object", counting)
+    for _ in range(3):
+        harness.call("POST", "/v1/chat", {"message": "annual leave days?"}, key=key)
+    segments = [k for k in fetched if k.startswith("vectors/") and "/part-" not in k]  # parts: ingestion's reads
+    assert len(segments) == 1  # loaded once, then warm
+
+    harness.call("POST", "/v1/documents", {"title": "Travel", "text": "Book trains for trips under 500 km."}, key=key)
+    harness.drain("ingestion")
+    answer = harness.call("POST", "/v1/chat", {"message": "Should I book trains for short trips?"}, key=key).json
+    assert answer["citations"][0]["title"] == "Travel"
+    # Only the new document's segment was fetched; the one already held was kept
+    assert len([k for k in fetched if k.startswith("vectors/") and "/part-" not in k]) == 2
+
+
+def test_one_tenant_never_sees_another_tenants_documents(harness: Harness) -> None:
+    _, owner_key = harness.new_tenant("Owner")
+    _, other_key = harness.new_tenant("Other")
+    harness.call("POST", "/v1/documents", {"title": "Secret", "text": "The vault code is 7741."}, key=owner_key)
+    harness.drain("ingestion")
+
+    mine = harness.call("POST", "/v1/chat", {"message": "What is the vault code?"}, key=owner_key).json
+    assert "7741" in mine["answer"]
+    theirs = harness.call("POST", "/v1/chat", {"message": "What is the vault code?"}, key=other_key).json
+    assert theirs["route"] == "not_found" and theirs["citations"] == [] and "7741" not in theirs["answer"]
+
+
+def test_a_segment_entry_pointing_into_another_tenants_vectors_is_refused(harness: Harness) -> None:
+    owner_id, owner_key = harness.new_tenant("Owner")
+    intruder_id, _ = harness.new_tenant("Intruder")
+    harness.call("POST", "/v1/documents", {"title": "Secret", "text": "The vault code is 7741."}, key=owner_key)
+    harness.drain("ingestion")
+    stolen = harness.container.vectors.entries(owner_id)[0]
+    dynamodb = harness.container.aws.dynamodb
+    table = harness.env["DOCUCHAT_DOCUMENTS_TABLE"]
+    dynamodb.put_item(
+        TableName=table,
+        Item={
+            "pk": {"S": intruder_id},
+            "sk": {"S": SEGMENT_PREFIX + stolen.document_id},
+            "generation": {"S": stolen.generation},
+            "key": {"S": stolen.key},
+            "rows": {"N": str(stolen.rows)},
+            "model": {"S": stolen.model},
+        },
+    )
+    dynamodb.put_item(TableName=table, Item={"pk": {"S": intruder_id}, "sk": {"S": MANIFEST_SK}, "version": {"N": "1"}})
+    with pytest.raises(ValueError, match="outside tenant"):
+        harness.container.vectors.index(intruder_id)
+
+
+def test_deleting_a_document_removes_its_vectors_and_chunks_and_bumps_the_manifest(any_harness: Harness) -> None:
+    harness = any_harness  # DynamoDB on moto, then on DynamoDB Local
+    tenant_id, key = harness.new_tenant()
+    created = harness.call("POST", "/v1/documents", {"title": "Handbook", "text": HANDBOOK}, key=key).json
+    harness.drain("ingestion")
+    assert harness.call("POST", "/v1/chat", {"message": "annual leave days?"}, key=key).json["route"] == "rag"
+    version = harness.container.vectors.manifest_version(tenant_id)
+
+    assert harness.call("DELETE", f"/v1/documents/{created['document_id']}", key=key).status == 204
+
+    assert harness.container.vectors.entries(tenant_id) == []
+    assert harness.container.vectors.manifest_version(tenant_id) == version + 1
+    assert objects(harness, f"vectors/{tenant_id}/") == []
+    assert harness.container.documents.read_chunks(tenant_id, created["document_id"]) == []
+    answer = harness.call("POST", "/v1/chat", {"message": "annual leave days?"}, key=key).json
+    assert answer["route"] == "not_found" and answer["citations"] == []
+    assert answer["answer"].startswith("I don't know")
+
+
+def test_documents_embedded_with_another_model_still_answer_by_keyword(harness: Harness) -> None:
+    _, key = harness.new_tenant()
+    harness.call("POST", "/v1/documents", {"title": "Handbook", "text": HANDBOOK}, key=key)
+    harness.drain("ingestion")
+
+    # The embedder changes (say, an OpenAI key was added): old segments keep answering keyword queries
+    harness.container.vectors._model = "another-model"  # what a new process with the new embedder would hold
+    harness.container.vectors._cache = type(harness.container.vectors._cache)(1_000_000)
+    answer = harness.call("POST", "/v1/chat", {"message": "Who approves expense claims above 200 euros?"}, key=key)
+    assert answer.json["route"] == "rag" and "manager" in answer.json["answer"].lower()
+
+
+def test_a_500_page_pdf_ingests_in_steps_within_the_functions_limits(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a 500-page PDF and a function that must hand work on every few batches
+    monkeypatch.setattr(harness.container.ingestion, "_settings", _with(harness, ingestion_time_margin_seconds=600))
+    embedder: HashingEmbedder = harness.container.embedder  # type: ignore[assignment]
+    embedder.batch_size = 256
+    pages = [
+        f"Page {n}. The part number of page {n} is PN-{n:04d}. " + "Plain filler words here. " * 60 for n in range(500)
+    ]
+    body = pdf(*pages)
+    from tests.integration.test_uploads import upload
+
+    _, key = harness.new_tenant()
+    document = upload(harness, key, "Big manual", body, "application/pdf")
+
+    # Then it is ready after several invocations, every chunk embedded once, and answers from its last page
+    harness.drain("ingestion", rounds=200)
+    document = harness.call("GET", f"/v1/documents/{document['document_id']}", key=key).json
+    assert document["status"] == "ready", document
+    assert document["chunk_count"] > 500
+    assert sum(embedder.calls) == document["chunk_count"] and len(embedder.calls) > 2
+    answer = harness.call("POST", "/v1/chat", {"message": "What is the part number PN-0499?"}, key=key).json
+    assert any("PN-0499" in c["snippet"] for c in answer["citations"]), answer
+
+
+def _with(harness: Harness, **updates: Any) -> Any:
+    return harness.container.settings.model_copy(update=updates)
