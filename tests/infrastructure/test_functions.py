@@ -16,12 +16,13 @@ S3_WRITE_ACTIONS = {"s3:PutObject", "s3:DeleteObject*"}
 SECRETS_BY_FUNCTION = {
     "chat": ("DOCUCHAT_OPENAI_SECRET_ARN", "DOCUCHAT_ADMIN_KEY_SECRET_ARN", "DOCUCHAT_ZIBAL_MERCHANT_SECRET_ARN"),
     "billing": ("DOCUCHAT_ZIBAL_MERCHANT_SECRET_ARN",),
+    "ingestion": ("DOCUCHAT_OPENAI_SECRET_ARN",),  # OpenAI's embeddings
 }
 # Likewise the tables each function's code touches: (read only, read and write). The grants follow the specs; this
 # says what the handlers need, so a spec edit that would break a money path (outbox, callback, markers) fails here.
 TABLE_ACCESS = {
     "chat": (set(), {"tenants", "documents", "conversations", "usage", "billing"}),
-    "ingestion": (set(), {"documents"}),
+    "ingestion": (set(), {"documents", "usage"}),  # usage: the outbox of embedding usage events
     "metering": ({"tenants"}, {"usage"}),
     "billing": ({"tenants"}, {"usage", "billing"}),
 }
