@@ -220,19 +220,19 @@ class S3VectorStore:
         ]
 
     def _load(self, tenant_id: str, previous: TenantIndex | None) -> TenantIndex:
-        held = {(s.document_id, s.generation): s for s in previous.segments} if previous else {}
+        held = previous.documents if previous else {}
         for attempt in range(3):
             entries = self.entries(tenant_id)
-            missing = [e for e in entries if (e.document_id, e.generation) not in held]
+            keep = {e.document_id for e in entries if held.get(e.document_id) == e.generation}
             try:
-                fetched = self._fetch(tenant_id, missing)
+                fetched = self._fetch(tenant_id, [e for e in entries if e.document_id not in keep])
                 break
             except _Superseded:  # a segment was replaced while we read the manifest: read it again
                 logger.info("vector segment replaced during load; reloading", extra={"attempt": attempt})
         else:
             raise RuntimeError(f"the vector index of tenant {tenant_id} kept changing while loading")
-        segments = [held.get((e.document_id, e.generation)) or fetched[e.key] for e in entries]
-        index = TenantIndex(tenant_id, self._model, self._dimensions, tuple(segments))
+        empty = TenantIndex(tenant_id, self._model, self._dimensions)
+        index = (previous or empty).updated(keep, list(fetched.values()))
         if index.skipped_vectors:
             logger.warning(
                 "documents embedded with another model answer keyword queries only; re-upload them",
