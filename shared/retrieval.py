@@ -68,7 +68,9 @@ class HybridRetriever:
         query, tokens, notes = None, 0, []
         try:
             embedded = self._embedder.embed([question])
-            query, tokens = embedded.vectors[0], embedded.tokens
+            tokens = embedded.tokens
+            if embedded.vectors[0].any():  # a zero vector carries no meaning: keyword search alone
+                query = embedded.vectors[0]
         except EmbeddingError as error:
             # Keyword search still answers; the question is not lost to a flaky embeddings endpoint.
             logger.warning("embedding the question failed; searching by keyword only", extra={"error": str(error)})
