@@ -78,9 +78,17 @@ layer: $(VENV)/.installed ## build the Lambda dependency layer (ARM64, Python 3.
 synth: layer ## CloudFormation templates for STAGE (dev|staging|prod) in cdk.out/
 	$(PY) app.py --stage $(STAGE)
 
-bench: install ## run the benchmarks; results in bench/results/*.json
+$(VENV)/.bench-installed: $(VENV)/.installed requirements-bench.txt
+	@echo "==> installing the benchmarks' packages (ChromaDB) into $(VENV)"
+	$(PY) -m pip install --quiet -r requirements-bench.txt
+	@touch $@
+
+bench: install $(VENV)/.bench-installed ## run the benchmarks; results in bench/results/*.json
 	$(PY) -m bench.cold_start
 	$(PY) -m bench.metering
+	$(PY) -m bench.retrieval
+	$(PY) -m bench.ingestion
+	$(PY) -m bench.quality
 
 reconcile: $(VENV)/.installed ## check invoiced tokens == metered events for DATE=YYYY-MM-DD (DOCUCHAT_API_URL, DOCUCHAT_ADMIN_KEY)
 	@test -n "$(DATE)" || { echo "usage: make reconcile DATE=YYYY-MM-DD"; exit 2; }

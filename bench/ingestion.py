@@ -117,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
             report["results"][embedder] = result
             print(
                 f"[ingestion] {embedder}: {result['chunks']} chunks in {result['seconds']} s "
-                f"({result['chunks_per_second']}/s), {result['embedding_calls_per_1000_chunks']} calls per 1,000 chunks",
+                f"({result['chunks_per_second']}/s), "
+                f"{result['embedding_calls_per_1000_chunks']} calls per 1,000 chunks",
                 file=sys.stderr,
             )
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -59,6 +59,13 @@ class Question:
     question: str
     expected: tuple[str, ...]
     style: str
+
+
+@dataclass(frozen=True)
+class Answered:
+    question: Question
+    ranked: list[str]  # cited documents, in order of their first citation
+    route: str
 
 
 def load_questions() -> list[Question]:
@@ -121,7 +128,7 @@ def container_for(embedder: str, env: dict[str, str]) -> Container | None:
     with fake_aws_credentials({**values, "OPENAI_API_KEY": values.get("OPENAI_API_KEY", "")}):
         container = Container(Settings())
     if embedder == "keyword-only":
-        container.embedder = KeywordOnly()  # type: ignore[assignment]
+        container.embedder = KeywordOnly()
     return container
 
 
@@ -145,26 +152,25 @@ def evaluate(container: Container, questions: list[Question]) -> dict[str, Any]:
     started = time.perf_counter()
     names = ingest_corpus(container, principal)
     ingest_seconds = time.perf_counter() - started
-    rows = []
+    rows: list[Answered] = []
     started = time.perf_counter()
     for question in questions:
         result = container.chat.chat(principal, new_id("r"), question.question, None, use_documents=True)
         cited = [names[c.document_id] for c in result.citations]
-        ranked = list(dict.fromkeys(cited))  # documents in order of their first citation
-        rows.append({"question": question, "ranked": ranked, "route": result.route})
+        rows.append(Answered(question, list(dict.fromkeys(cited)), result.route))  # documents by first citation
     ask_seconds = time.perf_counter() - started
-    answerable = [r for r in rows if r["question"].expected]
-    unanswerable = [r for r in rows if not r["question"].expected]
+    answerable = [r for r in rows if r.question.expected]
+    unanswerable = [r for r in rows if not r.question.expected]
 
-    def hit(row: dict[str, Any], k: int) -> bool:
-        return any(name in row["question"].expected for name in row["ranked"][:k])
+    def hit(row: Answered, k: int) -> bool:
+        return any(name in row.question.expected for name in row.ranked[:k])
 
-    def share(items: list[dict[str, Any]], test: Any) -> float:
+    def share(items: list[Answered], test: Callable[[Answered], bool]) -> float:
         return round(sum(1 for r in items if test(r)) / len(items), 3) if items else 0.0
 
     by_style = {}
-    for style in sorted({r["question"].style for r in answerable}):
-        subset = [r for r in answerable if r["question"].style == style]
+    for style in sorted({r.question.style for r in answerable}):
+        subset = [r for r in answerable if r.question.style == style]
         by_style[style] = {
             "questions": len(subset),
             "hit_at_1": share(subset, lambda r: hit(r, 1)),
@@ -177,15 +183,15 @@ def evaluate(container: Container, questions: list[Question]) -> dict[str, Any]:
         "unanswerable_questions": len(unanswerable),
         "hit_at_1": share(answerable, lambda r: hit(r, 1)),
         "hit_at_5": share(answerable, lambda r: hit(r, 5)),
-        "answered": share(answerable, lambda r: bool(r["ranked"])),
-        "said_unknown": share(unanswerable, lambda r: r["route"] == "not_found"),
+        "answered": share(answerable, lambda r: bool(r.ranked)),
+        "said_unknown": share(unanswerable, lambda r: r.route == "not_found"),
         "by_style": by_style,
         "misses_at_5": [
-            {"id": r["question"].id, "question": r["question"].question, "got": r["ranked"][:TOP_K]}
+            {"id": r.question.id, "question": r.question.question, "got": r.ranked[:TOP_K]}
             for r in answerable
             if not hit(r, 5)
         ],
-        "unknown_missed": [r["question"].id for r in unanswerable if r["route"] != "not_found"],
+        "unknown_missed": [r.question.id for r in unanswerable if r.route != "not_found"],
         "ingest_seconds": round(ingest_seconds, 2),
         "ask_ms_per_question": round(1000 * ask_seconds / len(rows), 1),
     }

@@ -16,7 +16,6 @@ On 100k x 1536 this keeps ~174 MB in memory and answers in a few milliseconds (b
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 from collections import Counter
@@ -27,7 +26,7 @@ import numpy as np
 
 from shared.terms import terms
 
-SEGMENT_FORMAT = 1
+SEGMENT_FORMAT = 2
 # Candidates the sign-bit pass keeps for exact int8 scoring, per result asked for (and at least the floor).
 CANDIDATES_PER_RESULT = 30
 MIN_CANDIDATES = 300
@@ -131,42 +130,57 @@ class Segment:
         )
 
     def to_bytes(self) -> bytes:
-        meta = {
+        """The stored form: a magic line, a JSON header, then each array's raw bytes, 8-byte aligned.
+
+        Raw rather than .npz so that reading is zero-copy (np.frombuffer) and takes milliseconds.
+        """
+        layout, offset = [], 0
+        for name in _ARRAYS:
+            array = np.ascontiguousarray(getattr(self, name))
+            layout.append({"name": name, "dtype": array.dtype.str, "shape": list(array.shape), "offset": offset})
+            offset += -(-array.nbytes // 8) * 8
+        header = {
             "format": SEGMENT_FORMAT,
             "tenant_id": self.tenant_id,
             "document_id": self.document_id,
             "generation": self.generation,
             "model": self.model,
+            "arrays": layout,
         }
-        buffer = io.BytesIO()
-        np.savez(
-            buffer,
-            meta=np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8),
-            chunk_indexes=self.chunk_indexes,
-            codes=self.codes,
-            scales=self.scales,
-            term_hashes=self.term_hashes,
-            term_freqs=self.term_freqs,
-            term_counts=self.term_counts,
-            lengths=self.lengths,
-        )
-        return buffer.getvalue()
+        head = json.dumps(header).encode("utf-8")
+        head += b" " * (-(len(_MAGIC) + 4 + len(head)) % 8)  # the arrays start 8-byte aligned
+        parts = [_MAGIC, len(head).to_bytes(4, "little"), head]
+        for name in _ARRAYS:
+            raw = np.ascontiguousarray(getattr(self, name)).tobytes()
+            parts.append(raw + b"\0" * (-len(raw) % 8))
+        return b"".join(parts)
 
     @classmethod
     def from_bytes(cls, body: bytes) -> Segment:
-        with np.load(io.BytesIO(body), allow_pickle=False) as arrays:
-            meta = json.loads(arrays["meta"].tobytes().decode("utf-8"))
-            if meta.get("format") != SEGMENT_FORMAT:
-                raise ValueError(f"unknown segment format {meta.get('format')!r}")
-            return cls(
-                tenant_id=meta["tenant_id"],
-                document_id=meta["document_id"],
-                generation=meta["generation"],
-                model=meta["model"],
-                **{name: arrays[name] for name in _ARRAYS},
-            )
+        """A segment whose arrays are views of `body` (read-only, no copy)."""
+        if not body.startswith(_MAGIC):
+            raise ValueError("not a DocuChat vector segment")
+        size = int.from_bytes(body[len(_MAGIC) : len(_MAGIC) + 4], "little")
+        start = len(_MAGIC) + 4 + size
+        header = json.loads(body[len(_MAGIC) + 4 : start])
+        if header.get("format") != SEGMENT_FORMAT:
+            raise ValueError(f"unknown segment format {header.get('format')!r}")
+        arrays = {}
+        for item in header["arrays"]:
+            dtype = np.dtype(item["dtype"])
+            count = int(np.prod(item["shape"], dtype=np.int64))
+            array = np.frombuffer(body, dtype=dtype, count=count, offset=start + item["offset"])
+            arrays[item["name"]] = array.reshape(item["shape"])
+        return cls(
+            tenant_id=header["tenant_id"],
+            document_id=header["document_id"],
+            generation=header["generation"],
+            model=header["model"],
+            **{name: arrays[name] for name in _ARRAYS},
+        )
 
 
+_MAGIC = b"DCSEG\n"
 _ARRAYS = ("chunk_indexes", "codes", "scales", "term_hashes", "term_freqs", "term_counts", "lengths")
 
 
@@ -199,6 +213,21 @@ class TenantIndex:
     differs from `model` (embedded before the embedder changed) still answer keyword queries; their vectors
     are zeros and never match.
     """
+
+    _codes: np.ndarray  # int8 (rows, dimensions)
+    _scales: np.ndarray  # float32 (rows,); 0 for rows whose vectors are not usable
+    _bits: np.ndarray  # uint64 (rows, words): sign bits, row by row
+    _prefix: np.ndarray  # uint64 (PREFIX_WORDS, rows): the first 256 sign bits, word by word
+    _lengths: np.ndarray  # int32 (rows,): words in each row
+    _chunk_indexes: np.ndarray  # int32 (rows,)
+    _row_block: np.ndarray  # int32 (rows,): index into _blocks
+    _post_hashes: np.ndarray  # uint32 (postings,), sorted
+    _post_rows: np.ndarray  # int32 (postings,)
+    _post_freqs: np.ndarray  # uint16 (postings,)
+    _blocks: list[_Block]
+    _skipped: tuple[str, ...]
+    _document_ids: list[str]
+    _average_length: float
 
     def __init__(self, tenant_id: str, model: str, dimensions: int, segments: Sequence[Segment] = ()) -> None:
         self.tenant_id = tenant_id
@@ -255,7 +284,7 @@ class TenantIndex:
         self._lengths = np.zeros(total, dtype=np.int32)
         self._chunk_indexes = np.zeros(total, dtype=np.int32)
         self._row_block = np.zeros(total, dtype=np.int32)
-        self._blocks: list[_Block] = []
+        self._blocks = []
         skipped: list[str] = []
         old_rows: list[np.ndarray] = []  # previous row numbers of the kept rows, in their new order
         cursor = 0
@@ -340,6 +369,7 @@ class TenantIndex:
         if query.shape[0] != self.dimensions:
             raise ValueError(f"query has {query.shape[0]} dimensions; the index has {self.dimensions}")
         candidates = self._candidates(query, max(MIN_CANDIDATES, CANDIDATES_PER_RESULT * k))
+        candidates = candidates[self._scales[candidates] > 0]  # rows of another model's vectors never match
         # einsum rather than @: BLAS threads cost milliseconds to wake for a product this small.
         scores = np.einsum("ij,j->i", self._codes[candidates].astype(np.float32), query) * self._scales[candidates]
         best = np.argsort(-scores, kind="stable")[:k]

@@ -1,7 +1,7 @@
 """The S3 + DynamoDB vector store: segments in S3, a manifest per tenant in DynamoDB, a warm index in memory.
 
 Layout:
-- S3 `vectors/<tenant>/<document>/<generation>.npz`: a document's segment (shared/vectors.py), written once.
+- S3 `vectors/<tenant>/<document>/<generation>.seg`: a document's segment (shared/vectors.py), written once.
 - S3 `vectors/<tenant>/<document>/<generation>/part-<start>.npz`: vectors of an ingestion still running.
 - documents table, pk = tenant:
   - sk `index`: the manifest head, {version}; every publish or removal adds one to it;
@@ -17,6 +17,8 @@ methods, `publish`, `remove` and `search` (see shared/retrieval.py and docs/deci
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import io
 import threading
 from collections import OrderedDict
@@ -45,7 +47,7 @@ def vectors_prefix(tenant_id: str, document_id: str) -> str:
 
 
 def segment_key(tenant_id: str, document_id: str, generation: str) -> str:
-    return f"{vectors_prefix(tenant_id, document_id)}{generation}.npz"
+    return f"{vectors_prefix(tenant_id, document_id)}{generation}.seg"
 
 
 def part_key(tenant_id: str, document_id: str, generation: str, start: int) -> str:
@@ -233,6 +235,8 @@ class S3VectorStore:
             raise RuntimeError(f"the vector index of tenant {tenant_id} kept changing while loading")
         empty = TenantIndex(tenant_id, self._model, self._dimensions)
         index = (previous or empty).updated(keep, list(fetched.values()))
+        del fetched
+        _release_freed_memory()
         if index.skipped_vectors:
             logger.warning(
                 "documents embedded with another model answer keyword queries only; re-upload them",
@@ -299,6 +303,13 @@ class _IndexCache:
             self._entries.move_to_end(tenant_id)
             while len(self._entries) > 1 and sum(i.rows for _, i in self._entries.values()) > self._max_rows:
                 self._entries.popitem(last=False)
+
+
+def _release_freed_memory() -> None:
+    """Hand the segments' freed buffers back to the OS: glibc keeps them otherwise, and a Lambda's memory
+    would stay at the load's peak (about twice the index) for its whole life."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _npz(**arrays: np.ndarray) -> bytes:
