@@ -8,12 +8,10 @@ import pytest
 
 from shared.auth import hash_key, issue_key
 from shared.billing import PriceTable, invoice_email, invoice_id_for, parse_invoice_id, parse_prices, previous_day
-from shared.chunking import chunk_text
 from shared.errors import InvalidInput
 from shared.llm import EXTRACTIVE_MODEL, NO_KEY_NOTE, ExtractiveResponder
 from shared.metering import billing_day, parse_event
-from shared.models import Chunk, Invoice, InvoiceLine, LineKind, ModelPrice, Tenant, UsageCounter
-from shared.retrieval import LexicalRetriever
+from shared.models import Chunk, Invoice, InvoiceLine, LineKind, ModelPrice, Passage, Tenant, UsageCounter
 
 NOW = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
 
@@ -22,49 +20,9 @@ def chunk(index: int, text: str, document_id: str = "d1234567890") -> Chunk:
     return Chunk(tenant_id="t1234567890", document_id=document_id, index=index, title="Doc", text=text)
 
 
-class TestChunking:
-    def test_short_text_is_one_chunk(self) -> None:
-        assert chunk_text("Hello world.") == ["Hello world."]
-
-    def test_long_text_is_split_with_overlap(self) -> None:
-        words = [f"w{i}" for i in range(400)]
-        chunks = chunk_text(" ".join(words), max_words=100, overlap_words=20)
-        assert all(len(c.split()) <= 100 for c in chunks)
-        assert chunks[1].split()[:20] == chunks[0].split()[-20:]  # the overlap
-        covered = {w for c in chunks for w in c.split()}
-        assert covered == set(words)  # nothing lost
-
-    def test_a_heading_starts_a_new_chunk(self) -> None:
-        text = "# One\n" + "alpha " * 60 + "\n\n# Two\n" + "beta " * 10
-        chunks = chunk_text(text, max_words=100, overlap_words=5)
-        assert chunks[-1].split()[5] == "#" and "Two" in chunks[-1]
-
-    def test_chunking_is_stable(self) -> None:
-        text = "para one.\n\npara two " * 50
-        assert chunk_text(text) == chunk_text(text)
-
-    def test_overlap_must_be_smaller_than_the_chunk(self) -> None:
-        with pytest.raises(ValueError):
-            chunk_text("x", max_words=10, overlap_words=10)
-
-
-class TestRetrieval:
-    def test_the_most_relevant_chunk_comes_first(self) -> None:
-        chunks = [chunk(0, "Shipping takes two days."), chunk(1, "Refunds are possible within 14 days of purchase.")]
-        passages = LexicalRetriever().search("How do refunds work?", chunks, top_k=2)
-        assert passages[0].chunk.index == 1
-        assert len(passages) == 1  # chunks sharing no term are not relevant
-
-    def test_nothing_relevant_gives_nothing(self) -> None:
-        assert LexicalRetriever().search("quantum chromodynamics", [chunk(0, "Shipping takes two days.")], 3) == []
-        assert LexicalRetriever().search("the of and", [chunk(0, "the of and")], 3) == []
-
-
 class TestExtractiveResponder:
     def test_it_quotes_the_best_sentence_and_says_it_is_extractive(self) -> None:
-        passages = LexicalRetriever().search(
-            "refund", [chunk(0, "We ship fast. A refund takes 14 days. Call us.")], top_k=1
-        )
+        passages = [Passage(chunk=chunk(0, "We ship fast. A refund takes 14 days. Call us."), score=1.0)]
         answer = ExtractiveResponder().answer("refund?", passages, [])
         assert "A refund takes 14 days. [1]" in answer.text
         assert answer.model == EXTRACTIVE_MODEL and NO_KEY_NOTE in answer.text
