@@ -8,7 +8,8 @@ emulated AWS (moto's server, in this process). Then each question goes through C
 top_k 5, as a tenant's request would, and the cited documents are compared with the expected ones.
 
 - hit@k: the share of answerable questions with an expected document among the first k citations.
-- said_unknown: the share of unanswerable questions answered "I don't know" (route not_found).
+- said_unknown: per style (near-topic `unanswerable`, `off-topic`), the share of questions with no answer in
+  the corpus that were answered "I don't know" (route not_found).
 - answered: the share of answerable questions that got any citation at all.
 
 Embedders: `local` is the offline default (all-MiniLM-L6-v2 in-process); `keyword-only` turns vectors off
@@ -184,7 +185,10 @@ def evaluate(container: Container, questions: list[Question]) -> dict[str, Any]:
         "hit_at_1": share(answerable, lambda r: hit(r, 1)),
         "hit_at_5": share(answerable, lambda r: hit(r, 5)),
         "answered": share(answerable, lambda r: bool(r.ranked)),
-        "said_unknown": share(unanswerable, lambda r: r.route == "not_found"),
+        "said_unknown": {
+            style: share([r for r in unanswerable if r.question.style == style], lambda r: r.route == "not_found")
+            for style in sorted({r.question.style for r in unanswerable})
+        },
         "by_style": by_style,
         "misses_at_5": [
             {"id": r.question.id, "question": r.question.question, "got": r.ranked[:TOP_K]}
@@ -224,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             report["results"][embedder] = result
             print(
                 f"[quality] {embedder}: hit@1 {result['hit_at_1']}, hit@5 {result['hit_at_5']}, "
-                f"said unknown {result['said_unknown']}",
+                f"said it does not know {result['said_unknown']}",
                 file=sys.stderr,
             )
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -27,3 +27,4 @@ def test_the_quality_evaluation_scores_every_question(tmp_path: Path) -> None:
     assert result["documents"] == len(list((quality.QUALITY_DIR / "corpus").glob("*.md")))
     assert result["questions"] + result["unanswerable_questions"] == len(quality.load_questions()) >= 35
     assert result["by_style"]["exact-id"]["hit_at_5"] >= 0.5  # exact identifiers are what keywords find
+    assert result["said_unknown"]["off-topic"] >= 0.6  # nothing relevant: "I don't know", not a made-up citation
