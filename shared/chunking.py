@@ -21,6 +21,9 @@ DEFAULT_MAX_TOKENS = 220  # small enough for the local embedder's 256 word piece
 DEFAULT_OVERLAP_TOKENS = 40
 
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
+# After the full-width stops, commas and marks of scripts that put no spaces between words (CJK).
+_AFTER_CJK_PUNCTUATION = re.compile(r"(?<=[\u3002\uff01\uff1f\uff1b\uff0c\u3001\uff0e])")
+MAX_WORD_TOKENS = 24
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*)$")
 
 
@@ -37,6 +40,20 @@ class _Block:
     heading: str | None  # set when the block is a heading line
 
 
+def _words(text: str) -> tuple[str, ...]:
+    """Whitespace-separated words, with any "word" too long to place (Chinese or Japanese text, which has no
+    spaces; a URL; a run of digits) cut after its sentence punctuation, then into pieces of a few tokens."""
+    words: list[str] = []
+    for word in text.split():
+        if estimate_tokens(word) <= MAX_WORD_TOKENS:
+            words.append(word)
+            continue
+        for part in filter(None, _AFTER_CJK_PUNCTUATION.split(word)):
+            step = MAX_WORD_TOKENS * 4 if part.isascii() else MAX_WORD_TOKENS
+            words.extend(part[start : start + step] for start in range(0, len(part), step))
+    return tuple(words)
+
+
 def _blocks(text: str) -> list[_Block]:
     """Paragraphs, with each heading line a block of its own."""
     blocks: list[_Block] = []
@@ -46,13 +63,13 @@ def _blocks(text: str) -> list[_Block]:
             heading = _HEADING.match(line)
             if heading:
                 if body:
-                    blocks.append(_Block(tuple(" ".join(body).split()), None))
+                    blocks.append(_Block(_words(" ".join(body)), None))
                     body = []
-                blocks.append(_Block(tuple(line.split()), heading.group(1).strip()))
+                blocks.append(_Block(_words(line), heading.group(1).strip()))
             elif line.strip():
                 body.append(line)
         if body:
-            blocks.append(_Block(tuple(" ".join(body).split()), None))
+            blocks.append(_Block(_words(" ".join(body)), None))
     return blocks
 
 
