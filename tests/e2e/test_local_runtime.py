@@ -118,11 +118,21 @@ def test_the_whole_journey_over_http_then_a_restart_keeps_the_state(
     assert answer["citations"][0]["document_id"] == document["document_id"]
     assert answer["model"] == "docuchat-extractive"
 
-    # See the usage, once the metering worker has folded the event
+    # See the usage, once the metering worker has folded the events: the answer's tokens, and the
+    # embedding tokens of the document and of the question (the local embedder's)
     today = date.fromisoformat(answer_day := api.get("/v1/usage", headers=auth).json()["end"])
-    assert eventually(lambda: api.get("/v1/usage", headers=auth).json()["total_tokens"] > 0)
+
+    def tokens_by_model() -> dict[str, int]:
+        days = api.get("/v1/usage", headers=auth).json()["days"]
+        return {day["model"]: day["total_tokens"] for day in days}
+
+    embedded = answer["usage"]["embedding_tokens"]
+    assert embedded > 0
+    assert eventually(
+        lambda: tokens_by_model().get("docuchat-extractive") == answer["usage"]["total_tokens"]
+        and tokens_by_model().get("docuchat-minilm-l6-v2", 0) > embedded  # the document's, then the question's
+    ), tokens_by_model()
     usage = api.get("/v1/usage", headers=auth).json()
-    assert usage["total_tokens"] == answer["usage"]["total_tokens"]
 
     # Run billing for the day, and see the invoice
     run = api.post("/v1/admin/billing/run", json={"date": answer_day}, headers=admin)
