@@ -5,6 +5,7 @@ Both report the tokens they consumed, which are metered as usage of kind `embedd
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -111,9 +112,9 @@ class LocalEmbedder:
     """all-MiniLM-L6-v2 run in-process (shared/minilm.py): no key, no network."""
 
     def __init__(self, batch_size: int = 32) -> None:
-        from shared.minilm import MINILM_MODEL, MiniLMEmbedder
+        from shared.minilm import MINILM_MODEL
 
-        self._model = MiniLMEmbedder(batch_size=batch_size)
+        self._model = _shared_minilm(batch_size)
         self.model = MINILM_MODEL
         self.dimensions = self._model.dimensions
         self._batch_size = batch_size
@@ -125,6 +126,14 @@ class LocalEmbedder:
     def embed(self, texts: Sequence[str]) -> Embeddings:
         vectors, tokens = self._model.embed(texts)
         return Embeddings(vectors, tokens)
+
+
+@functools.cache
+def _shared_minilm(batch_size: int) -> Any:
+    """One model per process: its ~90 MB of weights load once, however many containers are built."""
+    from shared.minilm import MiniLMEmbedder
+
+    return MiniLMEmbedder(batch_size=batch_size)
 
 
 def normalize(vectors: np.ndarray) -> np.ndarray:
