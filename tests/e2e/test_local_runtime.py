@@ -129,8 +129,10 @@ def test_the_whole_journey_over_http_then_a_restart_keeps_the_state(
     embedded = answer["usage"]["embedding_tokens"]
     assert embedded > 0
     assert eventually(
-        lambda: tokens_by_model().get("docuchat-extractive") == answer["usage"]["total_tokens"]
-        and tokens_by_model().get("docuchat-minilm-l6-v2", 0) > embedded  # the document's, then the question's
+        lambda: (
+            tokens_by_model().get("docuchat-extractive") == answer["usage"]["total_tokens"]
+            and tokens_by_model().get("docuchat-minilm-l6-v2", 0) > embedded
+        )  # the document's, then the question's
     ), tokens_by_model()
     usage = api.get("/v1/usage", headers=auth).json()
 
