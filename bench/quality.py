@@ -12,9 +12,13 @@ top_k 5, as a tenant's request would, and the cited documents are compared with 
   the corpus that were answered "I don't know" (route not_found).
 - answered: the share of answerable questions that got any citation at all.
 
-Embedders: `local` is the offline default (all-MiniLM-L6-v2 in-process); `keyword-only` turns vectors off
-(an embedder that always fails, so retrieval falls back to BM25); `openai` uses OPENAI_API_KEY (and
-OPENAI_BASE_URL, EMBEDDING_MODEL) from the environment, and is skipped without a key.
+Embedders:
+- `local`: the offline default (all-MiniLM-L6-v2 in-process);
+- `keyword-only`: vectors off (an embedder with no signal), so retrieval is BM25 alone: the baseline;
+- `fake-openai`: the OpenAI path end to end (official client, batching, metering) against the local
+  OpenAI-compatible server, whose embeddings are hashed words: it measures the plumbing, not a model;
+- `openai`: a given embedder, OpenAI's, with OPENAI_API_KEY (and OPENAI_BASE_URL, EMBEDDING_MODEL) from the
+  environment; skipped without a key. Note that its chat answers call the model too.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from moto.server import ThreadedMotoServer
 
 from bench.cold_start import fake_aws_credentials
 from local.bootstrap import create_all
+from local.fake_openai import FakeOpenAI
 from shared.container import Container
 from shared.embeddings import Embeddings
 from shared.ids import new_id, utc_now
@@ -110,10 +115,13 @@ def emulated_aws() -> Iterator[dict[str, str]]:
             server.stop()
 
 
-def container_for(embedder: str, env: dict[str, str]) -> Container | None:
+def container_for(embedder: str, env: dict[str, str], fake_openai_url: str = "") -> Container | None:
     """The service's container for one embedder, or None when it cannot run here."""
     values = dict(env)
-    if embedder == "openai":
+    if embedder == "fake-openai":  # the OpenAI path end to end, against the local OpenAI-compatible server
+        values.update({"OPENAI_API_KEY": "sk-quality", "OPENAI_BASE_URL": fake_openai_url})
+        values["DOCUCHAT_EMBEDDER"] = "openai"
+    elif embedder == "openai":
         if not os.environ.get("OPENAI_API_KEY"):
             return None
         values.update(
@@ -203,7 +211,7 @@ def evaluate(container: Container, questions: list[Question]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--embedders", nargs="+", default=["local", "keyword-only", "openai"])
+    parser.add_argument("--embedders", nargs="+", default=["local", "keyword-only", "fake-openai", "openai"])
     parser.add_argument("--out", type=Path, default=RESULTS_FILE)
     args = parser.parse_args(argv)
     questions = load_questions()
@@ -216,9 +224,9 @@ def main(argv: list[str] | None = None) -> int:
         "results": {},
         "skipped": {},
     }
-    with emulated_aws() as env:
+    with emulated_aws() as env, FakeOpenAI() as fake_openai:
         for embedder in args.embedders:
-            container = container_for(embedder, env)
+            container = container_for(embedder, env, fake_openai.base_url)
             if container is None:
                 report["skipped"][embedder] = "OPENAI_API_KEY is not set"
                 print(f"[quality] {embedder}: skipped (OPENAI_API_KEY is not set)", file=sys.stderr)

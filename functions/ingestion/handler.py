@@ -53,7 +53,11 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
         logger.warning("skipping a message that is not JSON", extra={"message_id": record.message_id})
         return
     if isinstance(body, dict) and body.get("docuchat") == CONTINUE_MESSAGE:
-        continuation = Continuation.from_message(body)
+        try:
+            continuation = Continuation.from_message(body)
+        except (KeyError, TypeError):
+            logger.warning("skipping a malformed continuation message", extra={"message_id": record.message_id})
+            return
         try:
             outcome = ingestion.resume(continuation, time_left)
         except Exception as error:

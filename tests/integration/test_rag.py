@@ -292,3 +292,12 @@ def test_a_500_page_pdf_ingests_in_steps_within_the_functions_limits(
 
 def _with(harness: Harness, **updates: Any) -> Any:
     return harness.container.settings.model_copy(update=updates)
+
+
+def test_unknown_and_malformed_messages_on_the_ingestion_queue_are_acknowledged_not_looped(harness: Harness) -> None:
+    sqs = harness.container.aws.sqs
+    url = harness.env["DOCUCHAT_INGESTION_QUEUE_URL"]
+    for body in ('{"docuchat": "ingestion.continue"}', "not json", '{"Event": "s3:TestEvent"}', "[1, 2]"):
+        sqs.send_message(QueueUrl=url, MessageBody=body)
+    assert harness.drain("ingestion") == 4  # each handled successfully: none comes back, none goes to the DLQ
+    assert harness.queued("ingestion") == 0
