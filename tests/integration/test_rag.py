@@ -299,5 +299,6 @@ def test_unknown_and_malformed_messages_on_the_ingestion_queue_are_acknowledged_
     url = harness.env["DOCUCHAT_INGESTION_QUEUE_URL"]
     for body in ('{"docuchat": "ingestion.continue"}', "not json", '{"Event": "s3:TestEvent"}', "[1, 2]"):
         sqs.send_message(QueueUrl=url, MessageBody=body)
-    assert harness.drain("ingestion") == 4  # each handled successfully: none comes back, none goes to the DLQ
+    assert harness.drain("ingestion") >= 4  # each handled successfully (with S3's own test event, if queued)
     assert harness.queued("ingestion") == 0
+    assert not sqs.receive_message(QueueUrl=url + "-dlq").get("Messages")
