@@ -346,10 +346,9 @@ def measure_ours(workdir: Path, progress: Callable[[str], None] = print) -> dict
     before = _memory_mb()
     paths = sorted((workdir / "segments").iterdir())
     began = time.perf_counter()
-    # One file at a time, its bytes dropped once decoded, as the chat function's loader does.
-    segments = tuple(Segment.from_bytes(path.read_bytes()) for path in paths)
-    index = TenantIndex(TENANT, MODEL, inputs["dimensions"], segments)
-    del segments
+    # One file at a time, copied into the index and dropped, as the chat function's loader streams them.
+    segments = (Segment.from_bytes(path.read_bytes()) for path in paths)
+    index = TenantIndex(TENANT, MODEL, inputs["dimensions"], segments, rows=inputs["rows"])
     load_ms = (time.perf_counter() - began) * 1000
     loaded = _memory_mb()
     progress(
@@ -382,7 +381,8 @@ def measure_cold_load(workdir: Path, progress: Callable[[str], None] = print) ->
     inputs = json.loads((workdir / "inputs.json").read_text())
     bodies = [path.read_bytes() for path in sorted((workdir / "segments").iterdir())]
     began = time.perf_counter()
-    index = TenantIndex(TENANT, MODEL, inputs["dimensions"], tuple(Segment.from_bytes(body) for body in bodies))
+    segments = (Segment.from_bytes(body) for body in bodies)
+    index = TenantIndex(TENANT, MODEL, inputs["dimensions"], segments, rows=inputs["rows"])
     cold_load_ms = (time.perf_counter() - began) * 1000
     progress(f"    ours: cold load (bytes in memory to a ready index of {index.rows} rows): {cold_load_ms:.0f} ms")
     return {"cold_load_ms": cold_load_ms, "segment_bytes": sum(len(body) for body in bodies)}

@@ -229,11 +229,20 @@ class TenantIndex:
     _document_ids: list[str]
     _average_length: float
 
-    def __init__(self, tenant_id: str, model: str, dimensions: int, segments: Sequence[Segment] = ()) -> None:
+    def __init__(
+        self,
+        tenant_id: str,
+        model: str,
+        dimensions: int,
+        segments: Iterable[Segment] = (),
+        rows: int | None = None,
+    ) -> None:
+        """With `rows` (the segments' total), `segments` may be a generator: each is copied in and can be
+        freed before the next is read, so loading never holds every segment and the index at once."""
         self.tenant_id = tenant_id
         self.model = model
         self.dimensions = dimensions
-        self._fill(None, (), segments)
+        self._fill(None, (), segments, rows)
 
     @property
     def rows(self) -> int:
@@ -263,20 +272,26 @@ class TenantIndex:
         postings = (self._post_hashes, self._post_rows, self._post_freqs)
         return sum(a.nbytes for a in arrays) + sum(a.nbytes for a in postings)
 
-    def updated(self, keep: Iterable[str], added: Sequence[Segment]) -> TenantIndex:
-        """A new index with the rows of the documents in `keep` (copied from this one) and `added`."""
+    def updated(self, keep: Iterable[str], added: Iterable[Segment], added_rows: int | None = None) -> TenantIndex:
+        """A new index with the rows of the documents in `keep` (copied from this one) and `added` (streamed
+        when `added_rows` gives their total)."""
         index = TenantIndex.__new__(TenantIndex)
         index.tenant_id, index.model, index.dimensions = self.tenant_id, self.model, self.dimensions
-        index._fill(self, set(keep), added)
+        index._fill(self, set(keep), added, added_rows)
         return index
 
-    def _fill(self, previous: TenantIndex | None, keep: set[str] | tuple[()], added: Sequence[Segment]) -> None:
-        for segment in added:
-            if segment.tenant_id != self.tenant_id:
-                # Defence in depth: the loader only reads this tenant's keys, and the index checks again.
-                raise ValueError(f"segment of tenant {segment.tenant_id} offered to tenant {self.tenant_id}")
+    def _fill(
+        self,
+        previous: TenantIndex | None,
+        keep: set[str] | tuple[()],
+        added: Iterable[Segment],
+        added_rows: int | None,
+    ) -> None:
+        if added_rows is None:
+            added = list(added)
+            added_rows = sum(s.rows for s in added)
         kept = [b for b in previous._blocks if b.document_id in keep] if previous else []
-        total = sum(b.rows for b in kept) + sum(s.rows for s in added)
+        total = sum(b.rows for b in kept) + added_rows
         words = -(-self.dimensions // 64)
         # Allocated once at full size and filled block by block: the peak stays near the index's own size.
         self._codes = np.zeros((total, self.dimensions), dtype=np.int8)
@@ -303,7 +318,13 @@ class TenantIndex:
             self._blocks.append(_Block(block.document_id, block.generation, cursor, block.rows))
             cursor += block.rows
         first_added_row = cursor
+        keywords: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # copies: the segments can be freed
         for segment in added:
+            if segment.tenant_id != self.tenant_id:
+                # Defence in depth: the loader only reads this tenant's keys, and the index checks again.
+                raise ValueError(f"segment of tenant {segment.tenant_id} offered to tenant {self.tenant_id}")
+            if cursor + segment.rows > total:
+                raise ValueError(f"the segments hold more than the {added_rows} rows announced")
             target = slice(cursor, cursor + segment.rows)
             if segment.model == self.model and segment.dimensions == self.dimensions:
                 self._codes[target] = segment.codes
@@ -314,7 +335,10 @@ class TenantIndex:
             self._chunk_indexes[target] = segment.chunk_indexes
             self._row_block[target] = len(self._blocks)
             self._blocks.append(_Block(segment.document_id, segment.generation, cursor, segment.rows))
+            keywords.append((segment.term_hashes.copy(), segment.term_freqs.copy(), segment.term_counts.copy()))
             cursor += segment.rows
+        if cursor != total:
+            raise ValueError(f"the segments hold {cursor - first_added_row} rows, not the {added_rows} announced")
         self._skipped = tuple(skipped)
         self._document_ids = [b.document_id for b in self._blocks]
         # Sign bits, two ways: all of them row by row (for the candidates' full pass), and the first 256 of
@@ -326,10 +350,14 @@ class TenantIndex:
             self._bits[start:stop] = np.pad(packed, ((0, 0), (0, words * 8 - packed.shape[1]))).view(np.uint64)
         self._prefix = np.ascontiguousarray(self._bits[:, :PREFIX_WORDS].T)
         self._average_length = float(self._lengths.mean()) if total else 1.0
-        self._build_postings(previous, old_rows, added, first_added_row)
+        self._build_postings(previous, old_rows, keywords, first_added_row)
 
     def _build_postings(
-        self, previous: TenantIndex | None, old_rows: list[np.ndarray], added: Sequence[Segment], first_added_row: int
+        self,
+        previous: TenantIndex | None,
+        old_rows: list[np.ndarray],
+        added: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+        first_added_row: int,
     ) -> None:
         # Kept rows: their postings filtered out of the previous index (still sorted), renumbered.
         if previous is not None and old_rows:
@@ -345,9 +373,9 @@ class TenantIndex:
             freqs = np.zeros(0, dtype=np.uint16)
         # Added rows: their postings sorted, then merged into the kept ones.
         if added:
-            add_hashes = np.concatenate([s.term_hashes for s in added]).astype(np.uint32, copy=False)
-            add_freqs = np.concatenate([s.term_freqs for s in added]).astype(np.uint16, copy=False)
-            counts = np.concatenate([s.term_counts for s in added])
+            add_hashes = np.concatenate([hashes for hashes, _, _ in added]).astype(np.uint32, copy=False)
+            add_freqs = np.concatenate([freqs for _, freqs, _ in added]).astype(np.uint16, copy=False)
+            counts = np.concatenate([counts for _, _, counts in added])
             add_rows = np.repeat(np.arange(first_added_row, first_added_row + len(counts), dtype=np.int32), counts)
             order = np.argsort(add_hashes, kind="stable")
             add_hashes, add_rows, add_freqs = add_hashes[order], add_rows[order], add_freqs[order]

@@ -21,9 +21,9 @@ import contextlib
 import ctypes
 import io
 import threading
-from collections import OrderedDict
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -223,19 +223,19 @@ class S3VectorStore:
 
     def _load(self, tenant_id: str, previous: TenantIndex | None) -> TenantIndex:
         held = previous.documents if previous else {}
+        base = previous or TenantIndex(tenant_id, self._model, self._dimensions)
         for attempt in range(3):
             entries = self.entries(tenant_id)
             keep = {e.document_id for e in entries if held.get(e.document_id) == e.generation}
+            missing = [e for e in entries if e.document_id not in keep]
             try:
-                fetched = self._fetch(tenant_id, [e for e in entries if e.document_id not in keep])
+                # Streamed: each segment is copied into the index and freed before more are fetched.
+                index = base.updated(keep, self._stream(tenant_id, missing), sum(e.rows for e in missing))
                 break
             except _Superseded:  # a segment was replaced while we read the manifest: read it again
                 logger.info("vector segment replaced during load; reloading", extra={"attempt": attempt})
         else:
             raise RuntimeError(f"the vector index of tenant {tenant_id} kept changing while loading")
-        empty = TenantIndex(tenant_id, self._model, self._dimensions)
-        index = (previous or empty).updated(keep, list(fetched.values()))
-        del fetched
         _release_freed_memory()
         if index.skipped_vectors:
             logger.warning(
@@ -244,8 +244,10 @@ class S3VectorStore:
             )
         return index
 
-    def _fetch(self, tenant_id: str, entries: list[SegmentEntry]) -> dict[str, Segment]:
-        def fetch(entry: SegmentEntry) -> tuple[str, Segment]:
+    def _stream(self, tenant_id: str, entries: list[SegmentEntry]) -> Iterator[Segment]:
+        """The entries' segments in order, fetched a few at a time in parallel."""
+
+        def fetch(entry: SegmentEntry) -> Segment:
             expected = vectors_prefix(tenant_id, entry.document_id)
             if not entry.key.startswith(expected):
                 raise ValueError(f"segment key {entry.key!r} is outside tenant {tenant_id}'s vectors")
@@ -258,12 +260,18 @@ class S3VectorStore:
             segment = Segment.from_bytes(body)
             if (segment.tenant_id, segment.document_id) != (tenant_id, entry.document_id):
                 raise ValueError(f"segment {entry.key!r} belongs to {segment.tenant_id}/{segment.document_id}")
-            return entry.key, segment
+            return segment
 
         if not entries:
-            return {}
+            return
         with ThreadPoolExecutor(max_workers=min(_LOAD_THREADS, len(entries))) as pool:
-            return dict(pool.map(fetch, entries))
+            in_flight: deque[Future[Segment]] = deque()
+            for entry in entries:
+                in_flight.append(pool.submit(fetch, entry))
+                if len(in_flight) >= 2 * _LOAD_THREADS:
+                    yield in_flight.popleft().result()
+            while in_flight:
+                yield in_flight.popleft().result()
 
     def _keys(self, prefix: str) -> list[str]:
         keys: list[str] = []
