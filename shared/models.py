@@ -101,8 +101,10 @@ class Chunk(Record):
     section: str = ""  # the heading the chunk falls under
 
     def embedding_text(self) -> str:
-        """What is embedded and keyword-indexed: the chunk with its document title and section heading."""
-        heading = f"{self.title}\n{self.section}" if self.section else self.title
+        """What is embedded and keyword-indexed: the chunk with its document title and section heading
+        (unless the chunk opens with that heading already)."""
+        opens_with_heading = self.text.lstrip("# ").startswith(self.section)
+        heading = f"{self.title}\n{self.section}" if self.section and not opens_with_heading else self.title
         return f"{heading}\n\n{self.text}"
 
 
