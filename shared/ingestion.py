@@ -118,7 +118,10 @@ class IngestionService:
         if document.generation == generation:
             if document.status == DocumentStatus.PROCESSING:
                 return self._resume(document, time_left)
-            return IngestOutcome.SKIPPED  # this upload was already processed: a duplicate event
+            if document.status == DocumentStatus.READY:
+                return IngestOutcome.SKIPPED  # this upload was already processed: a duplicate event
+            # FAILED: a redrive from the DLQ after a fix. Processing it again is safe (usage ids repeat).
+            logger.info("retrying an upload that failed", extra={"document_id": document.document_id})
         try:
             self._documents.claim(
                 document.tenant_id, document.document_id, generation, document.generation, self._clock()

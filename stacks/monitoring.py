@@ -17,6 +17,7 @@ from stacks.stage_config import StageConfig, metrics_namespace
 
 # Custom metrics the code emits through shared.observability (Powertools: dimension service=<function id>).
 LLM_CALL_FAILURES = "LLMCallFailures"
+EMBEDDING_FAILURES = "EmbeddingFailures"
 BILLING_RUN_FAILED = "BillingRunFailed"
 TOKENS_METERED = "TokensMetered"
 CHAT_REQUESTS = "ChatRequests"
@@ -84,6 +85,12 @@ class Monitoring(Construct):
             metric=self.custom_metric(LLM_CALL_FAILURES, service="chat"),
             threshold=LLM_FAILURES_PER_PERIOD,
             description="Calls to the LLM are failing (after retries)",
+        )
+        self._alarm(
+            "embedding-failures",
+            metric=self.custom_metric(EMBEDDING_FAILURES, service="chat"),
+            threshold=LLM_FAILURES_PER_PERIOD,
+            description="Embedding questions fails (after retries); retrieval is keyword-only meanwhile",
         )
         self._alarm(
             "billing-run-failed",

@@ -105,6 +105,13 @@ def test_llm_call_failures_alarm(synthesized: SynthesizedStage) -> None:
     assert alarm["TreatMissingData"] == "notBreaching"
 
 
+def test_embedding_failures_alarm(synthesized: SynthesizedStage) -> None:
+    namespace = metrics_namespace(synthesized.stage.name)
+    alarm = _only(synthesized.alarms_watching(namespace, "EmbeddingFailures", {"service": "chat"}))
+    assert alarm["Statistic"] == "Sum" and alarm["Period"] == 300 and alarm["Threshold"] >= 1
+    assert alarm["TreatMissingData"] == "notBreaching"
+
+
 def test_billing_run_failed_alarm(synthesized: SynthesizedStage) -> None:
     namespace = metrics_namespace(synthesized.stage.name)
     alarm = _only(synthesized.alarms_watching(namespace, "BillingRunFailed", {"service": "billing"}))
@@ -230,6 +237,7 @@ def test_alarmed_metric_names_are_the_ones_the_code_emits() -> None:
 
     # Then the stacks watch the same names
     assert monitoring.LLM_CALL_FAILURES == observability.LLM_CALL_FAILURES
+    assert monitoring.EMBEDDING_FAILURES == observability.EMBEDDING_FAILURES
     assert monitoring.BILLING_RUN_FAILED == observability.BILLING_RUN_FAILED
     assert monitoring.TOKENS_METERED == observability.TOKENS_METERED
     assert monitoring.CHAT_REQUESTS == observability.CHAT_REQUESTS

@@ -302,3 +302,29 @@ def test_unknown_and_malformed_messages_on_the_ingestion_queue_are_acknowledged_
     assert harness.drain("ingestion") >= 4  # each handled successfully (with S3's own test event, if queued)
     assert harness.queued("ingestion") == 0
     assert not sqs.receive_message(QueueUrl=url + "-dlq").get("Messages")
+
+
+def test_a_failed_upload_redriven_from_the_dlq_is_processed_again(harness: Harness) -> None:
+    # Given an upload whose embedding failed on every delivery (the embedder was down)
+    embedder: HashingEmbedder = harness.container.embedder  # type: ignore[assignment]
+    embedder.fail_calls = 100
+    _, key = harness.new_tenant()
+    created = harness.call("POST", "/v1/documents", {"title": "Handbook", "text": HANDBOOK}, key=key).json
+    for _ in range(8):
+        harness.drain("ingestion", rounds=1)
+    document = harness.call("GET", f"/v1/documents/{created['document_id']}", key=key).json
+    assert document["status"] == "failed" and "injected failure" in document["reason"]
+
+    # When the embedder is back and the operator redrives the DLQ
+    embedder.fail_calls = 0
+    sqs = harness.container.aws.sqs
+    url = harness.env["DOCUCHAT_INGESTION_QUEUE_URL"]
+    for message in sqs.receive_message(QueueUrl=url + "-dlq", MaxNumberOfMessages=10).get("Messages", []):
+        sqs.send_message(QueueUrl=url, MessageBody=message["Body"])
+    harness.drain("ingestion")
+
+    # Then the document is ready and answers
+    document = harness.call("GET", f"/v1/documents/{created['document_id']}", key=key).json
+    assert document["status"] == "ready", document
+    answer = harness.call("POST", "/v1/chat", {"message": "How many days of annual leave?"}, key=key).json
+    assert "25 days" in answer["answer"]
