@@ -129,6 +129,9 @@ class IngestionService:
         except NotFound:
             return IngestOutcome.SKIPPED  # deleted, or another delivery got there first
         claimed = document.model_copy(update={"generation": generation, "status": DocumentStatus.PROCESSING})
+        if document.generation is not None:
+            # A new upload of a processed document: its old vectors must not meet the new chunks' text.
+            self._vectors.remove(document.tenant_id, document.document_id)
         return self._parse(claimed, time_left)
 
     def resume(self, continuation: Continuation, time_left: TimeLeft) -> IngestOutcome:
@@ -216,14 +219,8 @@ class IngestionService:
                 vectors=vectors,
                 texts=texts,
             )
-            self._vectors.publish(segment)
+            self._vectors.publish(segment, ready_at=self._clock())
         except NotFound:
-            return self._abandon(document)
-        try:
-            self._documents.mark_ready(document.tenant_id, document.document_id, document.generation, self._clock())
-        except NotFound:
-            # Deleted (or re-uploaded) between publishing and now: take the vectors back out.
-            self._vectors.remove(document.tenant_id, document.document_id)
             return self._abandon(document)
         metrics.add_metric(name=DOCUMENTS_INGESTED, unit="Count", value=1)
         logger.info(
@@ -276,24 +273,27 @@ class IngestionService:
             raise UnreadableDocument(f"the file is larger than {limit:,} bytes")
         return extract_text(body, content_type, self._settings.max_document_chars, self._settings.max_pdf_pages)
 
-    def fail_source(self, key: str, reason: str) -> None:
-        """Mark the document behind a source failed: its message is going to the DLQ after its last try."""
-        parsed = parse_source_key(key)
-        if parsed is not None:
-            self.fail_document(*parsed, reason=reason)
+    def fail_upload(self, upload: Upload, reason: str) -> None:
+        """Mark the document of an upload failed: its message is going to the DLQ after its last try."""
+        parsed = parse_source_key(upload.key)
+        document = self._documents.get(*parsed) if parsed else None
+        if document is not None:
+            # The upload's own generation, or none if it never got as far as claiming the document.
+            claimed = document.generation == upload.generation
+            self._fail(document.model_copy(update={"generation": upload.generation if claimed else None}), reason)
 
-    def fail_document(self, tenant_id: str, document_id: str, reason: str) -> None:
-        document = self._documents.get(tenant_id, document_id)
-        if document is not None and document.status in (DocumentStatus.PENDING, DocumentStatus.PROCESSING):
-            self._fail(document, reason)
+    def fail_continuation(self, continuation: Continuation, reason: str) -> None:
+        document = self._documents.get(continuation.tenant_id, continuation.document_id)
+        if document is not None:
+            self._fail(document.model_copy(update={"generation": continuation.generation}), reason)
 
     def _fail(self, document: Document, reason: str) -> IngestOutcome:
         try:
-            self._documents.set_status(
-                document.tenant_id, document.document_id, DocumentStatus.FAILED, self._clock(), reason=reason
+            self._documents.mark_failed(
+                document.tenant_id, document.document_id, document.generation, reason, self._clock()
             )
         except NotFound:
-            return IngestOutcome.SKIPPED
+            return IngestOutcome.SKIPPED  # no longer this upload's to fail (a newer one, or deleted)
         metrics.add_metric(name=DOCUMENTS_FAILED, unit="Count", value=1)
         logger.warning("document failed", extra={"document_id": document.document_id, "reason": reason})
         return IngestOutcome.FAILED

@@ -96,7 +96,8 @@ BILLING = TableSpec("billing", "DOCUCHAT_BILLING_TABLE", PK, SK)
 TABLES: tuple[TableSpec, ...] = (TENANTS, DOCUMENTS, CONVERSATIONS, USAGE, BILLING)
 
 USAGE_QUEUE = QueueSpec("usage", "DOCUCHAT_USAGE_QUEUE_URL", consumer="metering", batch_size=25)
-INGESTION_QUEUE = QueueSpec("ingestion", "DOCUCHAT_INGESTION_QUEUE_URL", consumer="ingestion", batch_size=5)
+# One message an invocation: ingestion plans its work by the time left, which a second message would share.
+INGESTION_QUEUE = QueueSpec("ingestion", "DOCUCHAT_INGESTION_QUEUE_URL", consumer="ingestion", batch_size=1)
 
 QUEUES: tuple[QueueSpec, ...] = (USAGE_QUEUE, INGESTION_QUEUE)
 

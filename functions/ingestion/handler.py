@@ -63,7 +63,7 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
         except Exception as error:
             # On its last delivery the message goes to the DLQ next: its document must not stay "processing".
             if last_try:
-                ingestion.fail_document(continuation.tenant_id, continuation.document_id, _reason(error))
+                ingestion.fail_continuation(continuation, _reason(error))
             raise
         logger.info("continued", extra={"document_id": continuation.document_id, "outcome": outcome.value})
         return
@@ -72,7 +72,7 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
             outcome = ingestion.ingest(upload, time_left)
         except Exception as error:
             if last_try:
-                ingestion.fail_source(upload.key, _reason(error))
+                ingestion.fail_upload(upload, _reason(error))
             raise
         logger.info("ingested", extra={"key": upload.key, "outcome": outcome.value})
 

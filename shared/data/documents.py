@@ -43,35 +43,6 @@ class DocumentRepository:
         )
         return sorted((_document(item) for item in items), key=lambda d: d.created_at, reverse=True)
 
-    def set_status(
-        self,
-        tenant_id: str,
-        document_id: str,
-        status: DocumentStatus,
-        updated_at: datetime,
-        *,
-        reason: str | None = None,
-        chunk_count: int | None = None,
-    ) -> None:
-        assignments = ["#status = :status", "updated_at = :updated_at", "reason = :reason"]
-        params = {"status": status.value, "updated_at": updated_at.isoformat(), "reason": reason or ""}
-        if chunk_count is not None:
-            assignments.append("chunk_count = :chunk_count")
-            params["chunk_count"] = chunk_count  # type: ignore[assignment]
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key=to_item({"pk": tenant_id, "sk": DOC_PREFIX + document_id}),
-                UpdateExpression="SET " + ", ".join(assignments),
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=values(**params),
-            )
-        except ClientError as error:
-            if is_condition_failure(error):
-                raise NotFound(f"document {document_id} not found") from error
-            raise
-
     def claim(
         self, tenant_id: str, document_id: str, generation: str, previous: str | None, updated_at: datetime
     ) -> None:
@@ -123,14 +94,19 @@ class DocumentRepository:
             params["embedded"] = chunks_embedded
         self._update(tenant_id, document_id, "SET " + ", ".join(assignments), *self._processing(generation, params))
 
-    def mark_ready(self, tenant_id: str, document_id: str, generation: str, updated_at: datetime) -> None:
-        params: dict[str, Any] = {"ready": DocumentStatus.READY.value, "updated_at": updated_at.isoformat()}
-        self._update(
-            tenant_id,
-            document_id,
-            "SET #status = :ready, updated_at = :updated_at REMOVE stage",
-            *self._processing(generation, params),
-        )
+    def mark_failed(
+        self, tenant_id: str, document_id: str, generation: str | None, reason: str, updated_at: datetime
+    ) -> None:
+        """Failed with a reason, if it is still processing upload `generation` (or, with None, was never
+        claimed): an older upload failing late never fails a newer one, nor a document being deleted."""
+        params: dict[str, Any] = {"failed": DocumentStatus.FAILED.value, "reason": reason}
+        params["updated_at"] = updated_at.isoformat()
+        expression = "SET #status = :failed, reason = :reason, updated_at = :updated_at REMOVE stage"
+        if generation is None:
+            condition = "#status = :pending AND attribute_not_exists(generation)"
+            self._update(tenant_id, document_id, expression, condition, {**params, "pending": "pending"})
+        else:
+            self._update(tenant_id, document_id, expression, *self._processing(generation, params))
 
     def mark_deleting(self, tenant_id: str, document_id: str, updated_at: datetime) -> None:
         params = {"deleting": DocumentStatus.DELETING.value, "updated_at": updated_at.isoformat()}

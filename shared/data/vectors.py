@@ -25,6 +25,7 @@ from collections import OrderedDict, deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -112,8 +113,8 @@ class S3VectorStore:
         vectors = np.concatenate(arrays) if arrays else np.zeros((0, self._dimensions), dtype=np.float32)
         return vectors[:rows]
 
-    def publish(self, segment: Segment) -> None:
-        """Make a document's segment the one searches use; any earlier generation's files are removed.
+    def publish(self, segment: Segment, ready_at: datetime) -> None:
+        """Make a document's segment the one searches use and mark the document ready, in one transaction.
 
         Only while the document is still being processed in this generation: a stale ingestion (an older
         upload finishing late, or a document deleted meanwhile) raises NotFound and changes nothing.
@@ -128,19 +129,22 @@ class S3VectorStore:
             "rows": segment.rows,
             "model": segment.model,
         }
-        still_processing = {
-            "ConditionCheck": {
+        mark_ready = {
+            "Update": {
                 "TableName": self._table,
                 "Key": to_item({"pk": segment.tenant_id, "sk": DOC_PREFIX + segment.document_id}),
+                "UpdateExpression": "SET #status = :ready, updated_at = :now REMOVE stage",
                 "ConditionExpression": "#status = :processing AND generation = :generation",
                 "ExpressionAttributeNames": {"#status": "status"},
-                "ExpressionAttributeValues": values(processing="processing", generation=segment.generation),
+                "ExpressionAttributeValues": values(
+                    ready="ready", now=ready_at.isoformat(), processing="processing", generation=segment.generation
+                ),
             }
         }
         try:
             self._db.transact_write_items(
                 TransactItems=[
-                    still_processing,
+                    mark_ready,
                     {"Put": {"TableName": self._table, "Item": to_item(entry)}},
                     self._bump_version(segment.tenant_id),
                 ]
@@ -150,11 +154,25 @@ class S3VectorStore:
                 self._delete_keys([key])
                 raise NotFound(f"document {segment.document_id} is no longer processing this upload") from error
             raise
-        # Readers holding the old manifest may still fetch the old file for a moment; they reload on NoSuchKey.
-        self._delete_keys(k for k in self._keys(vectors_prefix(segment.tenant_id, segment.document_id)) if k != key)
+        # Earlier generations' segments, and this one's parts. (Readers holding the old manifest may still fetch
+        # an old segment for a moment; they reload on NoSuchKey.) Parts of a newer upload are left alone.
+        prefix = vectors_prefix(segment.tenant_id, segment.document_id)
+        own_parts = f"{prefix}{segment.generation}/"
+        self._delete_keys(
+            k for k in self._keys(prefix) if (k.endswith(".seg") and k != key) or k.startswith(own_parts)
+        )
 
     def remove(self, tenant_id: str, document_id: str) -> None:
-        """Take a document out of the index, then delete its vector files. Safe to repeat."""
+        """Take a document out of the index, then delete its vector files. Safe to repeat.
+
+        The manifest version moves only when there was a segment, so warm indexes are not rebuilt for nothing.
+        """
+        entry_key = to_item({"pk": tenant_id, "sk": SEGMENT_PREFIX + document_id})
+        if "Item" in self._db.get_item(TableName=self._table, Key=entry_key, ConsistentRead=True):
+            self._remove_entry(tenant_id, document_id)
+        self._delete_keys(self._keys(vectors_prefix(tenant_id, document_id)))
+
+    def _remove_entry(self, tenant_id: str, document_id: str) -> None:
         self._db.transact_write_items(
             TransactItems=[
                 {
@@ -166,7 +184,6 @@ class S3VectorStore:
                 self._bump_version(tenant_id),
             ]
         )
-        self._delete_keys(self._keys(vectors_prefix(tenant_id, document_id)))
 
     def _bump_version(self, tenant_id: str) -> dict[str, Any]:
         return {
@@ -228,6 +245,8 @@ class S3VectorStore:
             entries = self.entries(tenant_id)
             keep = {e.document_id for e in entries if held.get(e.document_id) == e.generation}
             missing = [e for e in entries if e.document_id not in keep]
+            if previous is not None and not missing and keep == set(held):
+                return previous  # the version moved, the documents did not (say, a removal of nothing)
             try:
                 # Streamed: each segment is copied into the index and freed before more are fetched.
                 index = base.updated(keep, self._stream(tenant_id, missing), sum(e.rows for e in missing))

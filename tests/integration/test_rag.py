@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from shared.data.vectors import MANIFEST_SK, SEGMENT_PREFIX
+from shared.embeddings import EmbeddingError
 from shared.ingestion import IngestOutcome, Upload
 from tests.support.embedders import HashingEmbedder
 from tests.support.files import pdf
@@ -81,6 +82,7 @@ def test_a_large_document_is_embedded_across_several_messages_and_shows_its_prog
     embedder: HashingEmbedder = harness.container.embedder  # type: ignore[assignment]
     monkeypatch.setattr(harness.container.ingestion, "_settings", _with(harness, ingestion_time_margin_seconds=600))
     _, key = harness.new_tenant()
+    harness.drain("ingestion")  # S3's own test event, sent when notifications were configured
     created = harness.call("POST", "/v1/documents", {"title": "Catalogue", "text": many_sections(40)}, key=key).json
     document_path = f"/v1/documents/{created['document_id']}"
 
@@ -328,3 +330,34 @@ def test_a_failed_upload_redriven_from_the_dlq_is_processed_again(harness: Harne
     assert document["status"] == "ready", document
     answer = harness.call("POST", "/v1/chat", {"message": "How many days of annual leave?"}, key=key).json
     assert "25 days" in answer["answer"]
+
+
+def test_a_new_upload_takes_the_old_vectors_out_and_an_older_upload_failing_late_cannot_fail_it(
+    harness: Harness,
+) -> None:
+    tenant_id, key = harness.new_tenant()
+    created = harness.call("POST", "/v1/documents", {"title": "Handbook", "text": HANDBOOK}, key=key).json
+    source = f"tenants/{tenant_id}/documents/{created['document_id']}/source"
+    ingestion = harness.container.ingestion
+    embedder: HashingEmbedder = harness.container.embedder  # type: ignore[assignment]
+    assert ingestion.ingest(Upload(source, "upload-a"), lambda: 300.0) == IngestOutcome.READY
+
+    # Upload B is claimed, and stops halfway (its embedding call fails; SQS will retry it)
+    embedder.fail_calls = 1
+    with pytest.raises(EmbeddingError):
+        ingestion.ingest(Upload(source, "upload-b"), lambda: 300.0)
+    document = harness.container.documents.get(tenant_id, created["document_id"])
+    assert document is not None and document.status == "processing"
+    # A's vectors are out of the index: B's chunks must never be cited through A's vectors
+    assert harness.container.vectors.entries(tenant_id) == []
+
+    # Upload A's message failing late does not fail B
+    ingestion.fail_upload(Upload(source, "upload-a"), "a late failure of the older upload")
+    document = harness.container.documents.get(tenant_id, created["document_id"])
+    assert document is not None and document.status == "processing"
+
+    # B's retry completes it
+    assert ingestion.ingest(Upload(source, "upload-b"), lambda: 300.0) == IngestOutcome.READY
+    assert [e.generation for e in harness.container.vectors.entries(tenant_id)] == [
+        Upload(source, "upload-b").generation
+    ]
