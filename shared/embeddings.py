@@ -10,6 +10,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from shared.llm import openai_client
 from shared.terms import estimate_tokens
 
 if TYPE_CHECKING:
@@ -67,15 +68,8 @@ class OpenAIEmbedder:
 
     def _openai(self) -> Any:
         if self._client is None:
-            import openai  # imported on first use: keeps cold starts fast
-
-            key = self._settings.openai_api_key
-            self._client = openai.OpenAI(
-                api_key=key.get_secret_value() if key else None,
-                base_url=self._settings.openai_base_url,
-                timeout=self._settings.embedding_timeout_seconds,
-                max_retries=self._settings.embedding_max_retries,  # 408, 409, 429 and 5xx, backing off
-            )
+            settings = self._settings
+            self._client = openai_client(settings, settings.embedding_timeout_seconds, settings.embedding_max_retries)
         return self._client
 
     def batches(self, texts: Sequence[str]) -> Iterator[tuple[int, int]]:

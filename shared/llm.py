@@ -77,14 +77,8 @@ class OpenAIResponder:
 
     def _openai(self) -> Any:
         if self._client is None:
-            import openai  # imported on first use: keeps cold starts without a key fast
-
-            key = self._settings.openai_api_key
-            self._client = openai.OpenAI(
-                api_key=key.get_secret_value() if key else None,
-                base_url=self._settings.openai_base_url,
-                timeout=self._settings.llm_timeout_seconds,
-                max_retries=self._settings.llm_max_retries,
+            self._client = openai_client(
+                self._settings, self._settings.llm_timeout_seconds, self._settings.llm_max_retries
             )
         return self._client
 
@@ -112,6 +106,20 @@ class OpenAIResponder:
             input_tokens=usage.prompt_tokens if usage else estimate_tokens(user),
             output_tokens=usage.completion_tokens if usage else estimate_tokens(text),
         )
+
+
+def openai_client(settings: Settings, timeout_seconds: float, max_retries: int) -> Any:
+    """The official client for the configured key and base URL; `openai` is imported on first use, which keeps
+    cold starts without a key fast. Its retries back off on 408, 409, 429 and 5xx."""
+    import openai
+
+    key = settings.openai_api_key
+    return openai.OpenAI(
+        api_key=key.get_secret_value() if key else None,
+        base_url=settings.openai_base_url,
+        timeout=timeout_seconds,
+        max_retries=max_retries,
+    )
 
 
 def build_responder(settings: Settings) -> Responder:
