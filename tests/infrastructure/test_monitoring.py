@@ -96,19 +96,13 @@ def test_usage_events_metering_gave_up_on_page_as_the_usage_dlq_not_empty(synthe
     assert alarm["TreatMissingData"] == "notBreaching"
 
 
-def test_llm_call_failures_alarm(synthesized: SynthesizedStage) -> None:
+@pytest.mark.parametrize("metric_name", ["LLMCallFailures", "EmbeddingFailures"])
+def test_model_call_failures_alarm(synthesized: SynthesizedStage, metric_name: str) -> None:
     namespace = metrics_namespace(synthesized.stage.name)
-    alarm = _only(synthesized.alarms_watching(namespace, "LLMCallFailures", {"service": "chat"}))
+    alarm = _only(synthesized.alarms_watching(namespace, metric_name, {"service": "chat"}))
     assert alarm["Statistic"] == "Sum"
     assert alarm["Period"] == 300
     assert alarm["Threshold"] >= 1
-    assert alarm["TreatMissingData"] == "notBreaching"
-
-
-def test_embedding_failures_alarm(synthesized: SynthesizedStage) -> None:
-    namespace = metrics_namespace(synthesized.stage.name)
-    alarm = _only(synthesized.alarms_watching(namespace, "EmbeddingFailures", {"service": "chat"}))
-    assert alarm["Statistic"] == "Sum" and alarm["Period"] == 300 and alarm["Threshold"] >= 1
     assert alarm["TreatMissingData"] == "notBreaching"
 
 
