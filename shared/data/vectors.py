@@ -158,9 +158,7 @@ class S3VectorStore:
         # an old segment for a moment; they reload on NoSuchKey.) Parts of a newer upload are left alone.
         prefix = vectors_prefix(segment.tenant_id, segment.document_id)
         own_parts = f"{prefix}{segment.generation}/"
-        self._delete_keys(
-            k for k in self._keys(prefix) if (k.endswith(".seg") and k != key) or k.startswith(own_parts)
-        )
+        self._delete_keys(k for k in self._keys(prefix) if (k.endswith(".seg") and k != key) or k.startswith(own_parts))
 
     def remove(self, tenant_id: str, document_id: str) -> None:
         """Take a document out of the index, then delete its vector files. Safe to repeat.
