@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from shared.data.vectors import SearchHits
 
 RRF_K = 60  # the usual constant of reciprocal rank fusion: damps the difference between the first few ranks
-CANDIDATES_PER_RESULT = 5
+HITS_PER_RESULT = 5  # hits asked of each search (vector, keyword) per passage wanted, for fusion to choose from
 
 
 class VectorSearch(Protocol):
@@ -76,7 +76,7 @@ class HybridRetriever:
             logger.warning("embedding the question failed; searching by keyword only", extra={"error": str(error)})
             metrics.add_metric(name=EMBEDDING_FAILURES, unit="Count", value=1)
             notes.append("keyword-only")
-        hits = self._store.search(tenant_id, query, question, max(CANDIDATES_PER_RESULT * top_k, 20))
+        hits = self._store.search(tenant_id, query, question, max(HITS_PER_RESULT * top_k, 20))
         chosen = self._fuse(hits.vector, hits.keyword)[:top_k]
         chunks = self._documents.get_chunks(tenant_id, [(c.document_id, c.chunk_index) for c in chosen])
         passages = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -138,13 +139,7 @@ class DocumentRepository:
 
     def read_chunks(self, tenant_id: str, document_id: str) -> list[Chunk]:
         """A document's chunks, in order."""
-        items = query_all(
-            self._db,
-            TableName=self._table,
-            KeyConditionExpression="pk = :tenant AND begins_with(sk, :prefix)",
-            ExpressionAttributeValues=values(tenant=tenant_id, prefix=f"{CHUNK_PREFIX}{document_id}#"),
-            ConsistentRead=True,
-        )
+        items = self._query_chunks(tenant_id, f"{CHUNK_PREFIX}{document_id}#", ConsistentRead=True)
         return [Chunk.model_validate(attributes(item)) for item in items]
 
     def get_chunks(self, tenant_id: str, wanted: list[tuple[str, int]]) -> dict[tuple[str, int], Chunk]:
@@ -181,23 +176,19 @@ class DocumentRepository:
         self._db.delete_item(TableName=self._table, Key=to_item({"pk": tenant_id, "sk": DOC_PREFIX + document_id}))
 
     def list_chunks(self, tenant_id: str) -> list[Chunk]:
-        items = query_all(
+        return [Chunk.model_validate(attributes(item)) for item in self._query_chunks(tenant_id, CHUNK_PREFIX)]
+
+    def _chunk_items(self, tenant_id: str, document_id: str) -> list[dict[str, Any]]:
+        return list(self._query_chunks(tenant_id, f"{CHUNK_PREFIX}{document_id}#", ProjectionExpression="sk"))
+
+    def _query_chunks(self, tenant_id: str, prefix: str, **params: Any) -> Iterator[dict[str, Any]]:
+        """The tenant's chunk items whose key starts with `prefix` (all, or one document's)."""
+        return query_all(
             self._db,
             TableName=self._table,
             KeyConditionExpression="pk = :tenant AND begins_with(sk, :prefix)",
-            ExpressionAttributeValues=values(tenant=tenant_id, prefix=CHUNK_PREFIX),
-        )
-        return [Chunk.model_validate(attributes(item)) for item in items]
-
-    def _chunk_items(self, tenant_id: str, document_id: str) -> list[dict[str, Any]]:
-        return list(
-            query_all(
-                self._db,
-                TableName=self._table,
-                KeyConditionExpression="pk = :tenant AND begins_with(sk, :prefix)",
-                ExpressionAttributeValues=values(tenant=tenant_id, prefix=f"{CHUNK_PREFIX}{document_id}#"),
-                ProjectionExpression="sk",
-            )
+            ExpressionAttributeValues=values(tenant=tenant_id, prefix=prefix),
+            **params,
         )
 
 
