@@ -1,5 +1,6 @@
 # The one place DocuChat's commands live. `make help` lists them.
-# A fresh machine needs Python 3.11+, Node and Java; everything else is installed here on first use.
+# A fresh machine needs Python 3.11+ and Node; everything else is installed here on first use (a JDK for
+# DynamoDB Local with apt, where it is missing).
 
 PYTHON ?= python3
 STAGE ?= dev
@@ -11,11 +12,13 @@ PYTHON_LAMBDA ?= $(shell for c in python3.13 $$(pyenv root 2>/dev/null)/versions
 	$$c -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null && { echo $$c; break; }; done)
 VENV_LAMBDA := .venv-py313
 PYTEST := $(PY) -m pytest
+CLIENTS ?= 16
+LOAD_SECONDS ?= 90
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help install dev test test-unit test-integration test-infrastructure test-e2e test-lambda-python lint synth layer bench reconcile clean
+.PHONY: help install system-packages dev test test-unit test-integration test-infrastructure test-e2e test-lambda-python lint synth layer bench load reconcile clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-22s %s\n", $$1, $$2}'
@@ -34,9 +37,12 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-install: $(VENV)/.installed node_modules/.installed ## install Python and Node dependencies
+system-packages: ## install the system packages DocuChat needs (a JDK for DynamoDB Local), where missing
+	@tools/system-packages.sh
 
-dev: $(VENV)/.installed ## run the whole system locally (API on 127.0.0.1:$${PORT:-8000})
+install: system-packages $(VENV)/.installed node_modules/.installed ## install system, Python and Node dependencies
+
+dev: install ## run the whole system locally (API on 127.0.0.1:$${PORT:-8000}; DynamoDB Local holds the tables)
 	$(PY) -m local
 
 test: install ## run every test tier (and the unit and integration tiers on Python 3.13, as on Lambda)
@@ -91,6 +97,9 @@ bench: install $(VENV)/.bench-installed ## run the benchmarks; results in bench/
 	$(PY) -m bench.retrieval
 	$(PY) -m bench.ingestion
 	$(PY) -m bench.quality
+
+load: install ## bounded load test of the local system (CLIENTS=16 LOAD_SECONDS=90) -> bench/results/load.json
+	$(PY) -m bench.load --clients $(CLIENTS) --seconds $(LOAD_SECONDS)
 
 reconcile: $(VENV)/.installed ## check invoiced tokens == metered events for DATE=YYYY-MM-DD (DOCUCHAT_API_URL, DOCUCHAT_ADMIN_KEY)
 	@test -n "$(DATE)" || { echo "usage: make reconcile DATE=YYYY-MM-DD"; exit 2; }

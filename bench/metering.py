@@ -47,13 +47,13 @@ from moto.server import ThreadedMotoServer
 from bench.cold_start import fake_aws_credentials
 from functions.metering import handler as metering
 from local.bootstrap import create_tables
+from local.dynamodb_local import DynamoDBLocal, find_jar
 from local.lambda_runtime import LocalLambdaContext, sqs_event
 from shared import resources
 from shared.container import Container
 from shared.metering import billing_day
 from shared.models import Tenant, UsageEvent, UsageKind
 from shared.settings import Settings
-from tests.support.dynamodb_local import DynamoDBLocal, find_jar
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_FILE = REPO_ROOT / "bench" / "results" / "metering.json"

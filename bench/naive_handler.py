@@ -70,7 +70,7 @@ vars(container)["chat"] = ChatService(
     settings,
     HybridRetriever(settings, container.vectors, container.embedder, container.documents),
     container.conversations,
-    container.usage_queue,
+    container.usage_sink,
     PrebuiltClientResponder(settings, llm),
     container.clock,
 )

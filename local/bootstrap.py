@@ -49,20 +49,40 @@ def table_definition(spec: TableSpec, name: str) -> dict[str, Any]:
 
 
 def create_tables(dynamodb: Any, stage: str) -> dict[str, str]:
+    """Every table of the stage; a table kept from an earlier run (DOCUCHAT_DATA_DIR) gets the indexes and TTL
+    that the specs have gained since."""
     env = {}
     for spec in resources.TABLES:
         name = spec.physical_name(stage)
+        definition = table_definition(spec, name)
         try:
-            dynamodb.create_table(**table_definition(spec, name))
+            dynamodb.create_table(**definition)
         except ClientError as error:
             if error.response["Error"]["Code"] != "ResourceInUseException":
                 raise
+            _add_missing_indexes(dynamodb, definition)
         if spec.ttl_attribute:
-            dynamodb.update_time_to_live(
-                TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": spec.ttl_attribute}
-            )
+            ttl = dynamodb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+            if ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
+                dynamodb.update_time_to_live(
+                    TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": spec.ttl_attribute}
+                )
         env[spec.env_var] = name
     return env
+
+
+def _add_missing_indexes(dynamodb: Any, definition: dict[str, Any]) -> None:
+    name = definition["TableName"]
+    existing = {
+        i["IndexName"] for i in dynamodb.describe_table(TableName=name)["Table"].get("GlobalSecondaryIndexes", [])
+    }
+    for index in definition.get("GlobalSecondaryIndexes", []):
+        if index["IndexName"] not in existing:
+            dynamodb.update_table(
+                TableName=name,
+                AttributeDefinitions=definition["AttributeDefinitions"],
+                GlobalSecondaryIndexUpdates=[{"Create": index}],
+            )
 
 
 def create_queues(sqs: Any, config: StageConfig) -> dict[str, str]:

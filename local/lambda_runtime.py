@@ -27,6 +27,11 @@ class LocalLambdaContext:
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
+    def cut_short(self) -> None:
+        """No time left from now on: a handler that plans by its remaining time (ingestion) hands the rest of
+        its work to its queue and returns. The local runtime does this when it stops."""
+        self._deadline = time.monotonic()
+
 
 def sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str = "us-east-1") -> dict[str, Any]:
     """An SQS event as Lambda's event source mapping delivers it, from ReceiveMessage results."""

@@ -1,14 +1,17 @@
-"""The whole of DocuChat on one machine: embedded AWS, the chat API, queue workers and the schedule.
+"""The whole of DocuChat on one machine: DynamoDB Local, embedded AWS, the chat API, queue workers, schedules.
 
-Everything calls the real handlers. Only what Lambda and AWS provide is played locally: moto's server
-stands in for AWS, threads poll the queues like event source mappings, and a timer plays the scheduler.
+Everything calls the real handlers. Only what Lambda and AWS provide is played locally: DynamoDB Local (AWS's
+own implementation, on Java) holds the tables, moto's server stands in for S3, SQS, SES and Secrets Manager,
+threads poll the queues like event source mappings, and timers play the scheduler (docs/decisions/0006).
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -20,6 +23,15 @@ from stacks.stage_config import StageConfig, load_stage
 LOCAL_STAGE = "local"
 SAVE_EVERY_SECONDS = 30
 OUTBOX_DRAIN_EVERY = timedelta(minutes=5)  # as deployed
+# Ctrl-C stops everything within 10 s: in-flight requests get this long, then the workers what is left.
+REQUEST_GRACE_SECONDS = 4
+WORKER_GRACE_SECONDS = 4
+# DynamoDB Local's JVM: full JIT for throughput under load, a bounded heap, and the serial collector, which
+# keeps the footprint small on a laptop (the tables of an in-memory run live in SQLite, outside the heap).
+DYNAMODB_JVM_ARGS = ("-Xms64m", "-Xmx512m", "-XX:+UseSerialGC")
+# Pollers per consumer, as an event source mapping runs several: metering must keep up with many chatting
+# clients (moto's queue operations slow down as a backlog grows); ingestion's work is one model, shared.
+POLLERS = {"metering": 2, "ingestion": 1}
 
 
 @dataclass
@@ -57,14 +69,26 @@ class LocalSystem:
         return f"http://{self.options.host}:{self.options.port}"
 
     def start(self) -> None:
-        """Start embedded AWS and the workers; afterwards `app` serves the chat API."""
+        """Start DynamoDB Local, embedded AWS and the workers; afterwards `app` serves the chat API.
+
+        Raises DynamoDBLocalError, with what to do, when Java or DynamoDB Local is missing.
+        """
+        from local.dynamodb_local import DynamoDBLocal
+        from local.state import LocalState
+
+        data_dir = self.options.data_dir
+        self.dynamodb = DynamoDBLocal(
+            data_dir=LocalState.dynamodb_dir_of(data_dir) if data_dir else None, jvm_args=DYNAMODB_JVM_ARGS
+        ).start()
+        self._stoppers.append(self.dynamodb.stop)
+
         from moto.server import ThreadedMotoServer
 
         moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         moto.start()
         self._stoppers.append(moto.stop)
         host, port = moto.get_host_and_port()
-        self._set_environment(f"http://{host}:{port}")
+        self._set_environment(f"http://{host}:{port}", self.dynamodb.endpoint_url)
 
         from local.bootstrap import create_all
         from shared.data.aws import AwsClients
@@ -72,16 +96,14 @@ class LocalSystem:
 
         clients = AwsClients(Settings())
         restore = None
-        if self.options.data_dir:
-            from local.state import LocalState
-
-            self._state = LocalState(self.options.data_dir, clients)
+        if data_dir:
+            self._state = LocalState(data_dir, clients)
             restore = self._state.restore
         self.env = create_all(clients, self.config, self.config.mail_sender, before_notifications=restore)
         os.environ.update(self.env)
         self._start_workers()
 
-    def _set_environment(self, aws_endpoint: str) -> None:
+    def _set_environment(self, aws_endpoint: str, dynamodb_endpoint: str) -> None:
         zibal_url = self.options.zibal_base_url
         if zibal_url is None:
             from local.fake_zibal import FakeZibal
@@ -98,10 +120,10 @@ class LocalSystem:
                 "AWS_DEFAULT_REGION": "us-east-1",
                 "AWS_REGION": "us-east-1",
                 "DOCUCHAT_AWS_ENDPOINT_URL": aws_endpoint,
+                "DOCUCHAT_DYNAMODB_ENDPOINT_URL": dynamodb_endpoint,
                 "DOCUCHAT_ADMIN_KEY": self.options.admin_key,
                 "DOCUCHAT_PUBLIC_BASE_URL": self.url,
                 "DOCUCHAT_ZIBAL_BASE_URL": zibal_url,
-                "DOCUCHAT_METERING_CONCURRENCY": "1",  # moto's transactions are not thread-safe
                 "POWERTOOLS_TRACE_DISABLED": "true",
                 "POWERTOOLS_METRICS_DISABLED": "true",
                 "POWERTOOLS_SERVICE_NAME": "docuchat-local",
@@ -120,15 +142,17 @@ class LocalSystem:
             module.configure(self.container)
         handlers = {"ingestion": ingestion.handler, "metering": metering.handler}
         for spec in resources.QUEUES:
-            poller = QueuePoller(
-                self.container.aws.sqs,
-                self.env[spec.env_var],
-                handlers[spec.consumer],
-                spec.consumer,
-                spec.batch_size,
-                timeout_seconds=self.config.functions[spec.consumer].timeout_seconds,
-            )
-            self._threads.append(poller)
+            for number in range(POLLERS[spec.consumer]):
+                poller = QueuePoller(
+                    self.container.aws.sqs,
+                    self.env[spec.env_var],
+                    handlers[spec.consumer],
+                    spec.consumer,
+                    spec.batch_size,
+                    timeout_seconds=self.config.functions[spec.consumer].timeout_seconds,
+                    number=number,
+                )
+                self._threads.append(poller)
         config, clock = self.config, self.container.clock
         self.schedules = {
             "billing": RecurringSchedule(
@@ -172,14 +196,23 @@ class LocalSystem:
         return create_app(self.container)
 
     def stop(self) -> None:
+        """Stop the workers (an ingestion in progress hands the rest of its document to its queue), save what
+        moto holds when there is a data folder, then stop moto and DynamoDB Local, last because all need it."""
         self._stop_saving.set()
         for thread in self._threads:
             if hasattr(thread, "stop"):
                 thread.stop()
+        deadline = time.monotonic() + WORKER_GRACE_SECONDS
         for thread in self._threads:
-            thread.join(timeout=5)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        unfinished = [thread.name for thread in self._threads if thread.is_alive()]
+        if unfinished:  # their messages stay on the queue, and come again at the next start
+            print(f"  left unfinished (their work stays queued): {', '.join(unfinished)}", flush=True)
         if self._state:
-            self._state.save(self.env, include_queues=True)
+            try:
+                self._state.save(self.env, include_queues=True)
+            except Exception as error:  # never leave DynamoDB Local running because a save failed
+                print(f"  could not save the local state: {error}", file=sys.stderr, flush=True)
         for stop in reversed(self._stoppers):
             stop()
 
@@ -191,6 +224,7 @@ def banner(system: LocalSystem) -> str:
         if system.options.data_dir
         else "in memory (set DOCUCHAT_DATA_DIR to keep it)"
     )
+    dynamodb = f"DynamoDB Local at {system.dynamodb.endpoint_url}"
     return "\n".join(
         [
             "",
@@ -203,6 +237,8 @@ def banner(system: LocalSystem) -> str:
             f"  Billing:    nightly at {system.config.billing_hour:02d}:{system.config.billing_minute:02d} "
             f"{system.config.billing_timezone} (next {system.schedules['billing'].next_fire:%Y-%m-%d %H:%M}); "
             f"reconciled at {system.config.reconcile_hour:02d}:{system.config.reconcile_minute:02d}",
+            f"  Tables:     {dynamodb}",
+            f"  AWS (moto): {os.environ['DOCUCHAT_AWS_ENDPOINT_URL']} (S3, SQS, SES, Secrets Manager)",
             f"  State:      {state}",
             "Press Ctrl-C to stop.",
             "",
@@ -217,11 +253,25 @@ def main() -> None:
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every AWS call otherwise
 
+    from local.dynamodb_local import DynamoDBLocalError
+
     options = LocalOptions.from_environment()
     system = LocalSystem(options)
     print(f"Starting DocuChat locally on {system.url} ...", flush=True)
-    system.start()
-    server = uvicorn.Server(uvicorn.Config(system.app(), host=options.host, port=options.port, log_level="warning"))
+    try:
+        system.start()
+    except DynamoDBLocalError as error:
+        system.stop()
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    config = uvicorn.Config(
+        system.app(),
+        host=options.host,
+        port=options.port,
+        log_level="warning",
+        timeout_graceful_shutdown=REQUEST_GRACE_SECONDS,
+    )
+    server = uvicorn.Server(config)
     print(banner(system), flush=True)
     try:
         server.run()  # shuts down gracefully on Ctrl-C / SIGTERM

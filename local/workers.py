@@ -28,8 +28,9 @@ class QueuePoller(threading.Thread):
         batch_size: int,
         retry_seconds: int = LOCAL_RETRY_SECONDS,
         timeout_seconds: int = 30,
+        number: int = 0,
     ) -> None:
-        super().__init__(name=f"poll-{function_name}", daemon=True)
+        super().__init__(name=f"poll-{function_name}-{number}", daemon=True)
         self._retry_seconds = retry_seconds
         self._timeout_seconds = timeout_seconds  # the deployed function's: ingestion plans its work by it
         self._sqs = sqs
@@ -38,10 +39,15 @@ class QueuePoller(threading.Thread):
         self._function_name = function_name
         self._batch_size = min(batch_size, 10)  # ReceiveMessage returns at most 10
         self._stopping = threading.Event()
+        self._running: LocalLambdaContext | None = None  # the invocation in progress, if any
         self._arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
 
     def stop(self) -> None:
+        """Receive nothing more, and tell the invocation in progress that its time is up."""
         self._stopping.set()
+        running = self._running
+        if running is not None:
+            running.cut_short()
 
     def run(self) -> None:
         while not self._stopping.is_set():
@@ -62,22 +68,34 @@ class QueuePoller(threading.Thread):
         ).get("Messages", [])
         if not messages:
             return 0
+        context = LocalLambdaContext(self._function_name, timeout_seconds=self._timeout_seconds)
+        if self._stopping.is_set():
+            context.cut_short()
+        self._running = context
         try:
-            context = LocalLambdaContext(self._function_name, timeout_seconds=self._timeout_seconds)
             response = self._handler(sqs_event(messages, self._arn), context) or {}
             failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
         except Exception:
             logger.exception("handler raised: the whole batch will be retried", extra={"function": self._function_name})
             failed = {m["MessageId"] for m in messages}
-        for message in messages:
-            if message["MessageId"] in failed:
-                self._sqs.change_message_visibility(
-                    QueueUrl=self._queue_url,
-                    ReceiptHandle=message["ReceiptHandle"],
-                    VisibilityTimeout=self._retry_seconds,
-                )
-            else:
-                self._sqs.delete_message(QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"])
+        finally:
+            self._running = None
+        done = [m for m in messages if m["MessageId"] not in failed]
+        retry = [m for m in messages if m["MessageId"] in failed]
+        # One request each for what succeeded and what comes again, as an event source mapping does.
+        if done:
+            self._sqs.delete_message_batch(
+                QueueUrl=self._queue_url,
+                Entries=[{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(done)],
+            )
+        if retry:
+            self._sqs.change_message_visibility_batch(
+                QueueUrl=self._queue_url,
+                Entries=[
+                    {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": self._retry_seconds}
+                    for n, m in enumerate(retry)
+                ],
+            )
         return len(messages) - len(failed)
 
 

@@ -31,7 +31,7 @@ from shared.models import (
     TokenCounts,
     UsageCounter,
 )
-from shared.observability import BILLING_RUN_FAILED, INVOICES_CREATED, logger, metrics
+from shared.observability import BILLING_RUN_FAILED, INVOICES_CREATED, count, logger
 
 # How long a run may hold a step before another run may assume it died and take over.
 STEP_LEASE = timedelta(minutes=10)
@@ -158,8 +158,8 @@ class BillingService:
             finished_at=self._clock(),
         )
         self._billing.record_run(run)
-        metrics.add_metric(name=INVOICES_CREATED, unit="Count", value=created)
-        metrics.add_metric(name=BILLING_RUN_FAILED, unit="Count", value=1 if errors else 0)
+        count(INVOICES_CREATED, created)
+        count(BILLING_RUN_FAILED, 1 if errors else 0)
         logger.info("billing run finished", extra=run.model_dump(mode="json"))
         return run
 

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Protocol
 
 from shared.data.conversations import ConversationRepository
 from shared.errors import InvalidInput, NotFound, PayloadTooLarge
 from shared.ids import derived_id, new_id
 from shared.llm import Answer, ExtractiveResponder, LLMError, Responder
+from shared.metering import UsageSink
 from shared.models import Citation, Conversation, Message, Passage, Principal, Record, UsageEvent, UsageKind
 from shared.observability import (
     CHAT_REQUESTS,
     LLM_CALL_FAILURES,
     LLM_FALLBACKS,
     RETRIEVAL_NOTHING_RELEVANT,
+    count,
     logger,
-    metrics,
 )
 from shared.retrieval import HybridRetriever, Retrieval
 from shared.settings import Settings
@@ -26,10 +26,6 @@ SNIPPET_CHARS = 240
 NOT_FOUND_ANSWER = (
     "I don't know: none of your documents seem to cover that. Try rephrasing, or upload a document that answers it."
 )
-
-
-class UsageSink(Protocol):
-    def send(self, event: UsageEvent) -> None: ...
 
 
 class ChatResult(Record):
@@ -89,7 +85,7 @@ class ChatService:
         passages = retrieval.passages
         if use_documents and not passages:
             # Nothing relevant: say so rather than let the model answer from its own knowledge.
-            metrics.add_metric(name=RETRIEVAL_NOTHING_RELEVANT, unit="Count", value=1)
+            count(RETRIEVAL_NOTHING_RELEVANT, 1)
             answer = Answer(text=NOT_FOUND_ANSWER, model=self._responder_model, input_tokens=0, output_tokens=0)
             route = "not_found"
         else:
@@ -103,7 +99,7 @@ class ChatService:
             answer,
             now,
         )
-        metrics.add_metric(name=CHAT_REQUESTS, unit="Count", value=1)
+        count(CHAT_REQUESTS, 1)
         self._conversations.append(
             conversation.model_copy(update={"updated_at": now}),
             [
@@ -134,9 +130,11 @@ class ChatService:
         )
 
     def _meter(self, principal: Principal, event_id: str, retrieval: Retrieval, answer: Answer, now: datetime) -> None:
-        """One event for the question's embedding, one for the answer; each id derived from the request's."""
+        """One event for the question's embedding, one for the answer, sent together; each id derived from the
+        request's."""
+        events = []
         if retrieval.embedding_tokens:
-            self._usage.send(
+            events.append(
                 UsageEvent(
                     event_id=derived_id("e", "query-embedding", event_id),
                     tenant_id=principal.tenant_id,
@@ -149,7 +147,7 @@ class ChatService:
                 )
             )
         if answer.input_tokens or answer.output_tokens:
-            self._usage.send(
+            events.append(
                 UsageEvent(
                     event_id=event_id,
                     tenant_id=principal.tenant_id,
@@ -161,6 +159,8 @@ class ChatService:
                     occurred_at=now,
                 )
             )
+        if events:
+            self._usage.send(*events)
 
     @property
     def _responder_model(self) -> str:
@@ -172,8 +172,8 @@ class ChatService:
             return self._responder.answer(question, passages, history), route
         except LLMError as error:
             logger.warning("LLM call failed; answering with the extractive responder", extra={"error": str(error)})
-            metrics.add_metric(name=LLM_CALL_FAILURES, unit="Count", value=1)
-            metrics.add_metric(name=LLM_FALLBACKS, unit="Count", value=1)
+            count(LLM_CALL_FAILURES, 1)
+            count(LLM_FALLBACKS, 1)
             return self._fallback.answer(question, passages, history), "fallback"
 
     def _conversation(self, tenant_id: str, conversation_id: str | None, question: str, now: datetime) -> Conversation:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date, datetime
-from functools import cached_property
 from typing import Any
 
 from shared.auth import Authenticator
@@ -24,6 +23,7 @@ from shared.documents import DocumentService
 from shared.embeddings import Embedder, build_embedder
 from shared.ids import utc_now
 from shared.ingestion import IngestionService
+from shared.lazy import lazy
 from shared.llm import build_responder
 from shared.metering import DurableUsageSink, KnownTenants, MeteringService
 from shared.payments import PaymentService
@@ -56,47 +56,47 @@ class Container:
         self.aws = AwsClients(settings)
 
     # Repositories and adapters
-    @cached_property
+    @lazy
     def tenants(self) -> TenantRepository:
         return TenantRepository(self.aws.dynamodb, self.settings.tenants_table)
 
-    @cached_property
+    @lazy
     def documents(self) -> DocumentRepository:
         return DocumentRepository(self.aws.dynamodb, self.settings.documents_table)
 
-    @cached_property
+    @lazy
     def conversations(self) -> ConversationRepository:
         return ConversationRepository(self.aws.dynamodb, self.settings.conversations_table)
 
-    @cached_property
+    @lazy
     def usage(self) -> UsageRepository:
         return UsageRepository(self.aws.dynamodb, self.settings.usage_table)
 
-    @cached_property
+    @lazy
     def billing(self) -> BillingRepository:
         return BillingRepository(self.aws.dynamodb, self.settings.billing_table)
 
-    @cached_property
+    @lazy
     def usage_queue(self) -> UsageQueue:
         return UsageQueue(self.aws.sqs, self.settings.usage_queue_url)
 
-    @cached_property
+    @lazy
     def outbox(self) -> UsageOutbox:
         return UsageOutbox(self.aws.dynamodb, self.settings.usage_table)
 
-    @cached_property
+    @lazy
     def usage_sink(self) -> DurableUsageSink:
         return DurableUsageSink(self.usage_queue, self.outbox, self.clock)
 
-    @cached_property
+    @lazy
     def blobs(self) -> BlobStore:
         return BlobStore(self.aws.s3, self.settings.documents_bucket)
 
-    @cached_property
+    @lazy
     def embedder(self) -> Embedder:
         return build_embedder(self.settings)
 
-    @cached_property
+    @lazy
     def vectors(self) -> S3VectorStore:
         """The vector store and its warm per-tenant indexes (kept for the life of the process)."""
         return S3VectorStore(
@@ -110,12 +110,12 @@ class Container:
         )
 
     # Services
-    @cached_property
+    @lazy
     def authenticator(self) -> Authenticator:
         admin_key = self.settings.admin_api_key.get_secret_value() if self.settings.admin_api_key else None
         return Authenticator(self.tenants, admin_key)
 
-    @cached_property
+    @lazy
     def chat(self) -> ChatService:
         return ChatService(
             self.settings,
@@ -126,11 +126,11 @@ class Container:
             self.clock,
         )
 
-    @cached_property
+    @lazy
     def document_service(self) -> DocumentService:
         return DocumentService(self.settings, self.documents, self.blobs, self.vectors, self.clock)
 
-    @cached_property
+    @lazy
     def ingestion(self) -> IngestionService:
         return IngestionService(
             self.settings,
@@ -143,7 +143,7 @@ class Container:
             self.clock,
         )
 
-    @cached_property
+    @lazy
     def metering(self) -> MeteringService:
         return MeteringService(
             self.usage,
@@ -154,13 +154,13 @@ class Container:
             concurrency=self.settings.metering_concurrency,
         )
 
-    @cached_property
+    @lazy
     def zibal(self) -> ZibalGateway:
         return ZibalGateway(
             self.settings.zibal_base_url, self.settings.zibal_merchant, self.settings.zibal_timeout_seconds
         )
 
-    @cached_property
+    @lazy
     def billing_service(self) -> BillingService:
         return BillingService(
             usage=self.usage,
@@ -173,11 +173,11 @@ class Container:
             clock=self.clock,
         )
 
-    @cached_property
+    @lazy
     def reconciler(self) -> Reconciler:
         return Reconciler(self.usage, self.billing, self.tenants)
 
-    @cached_property
+    @lazy
     def payments(self) -> PaymentService:
         return PaymentService(self.billing, self.zibal, self.clock)
 

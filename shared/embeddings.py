@@ -10,6 +10,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from shared.lazy import lazy
 from shared.llm import openai_client
 from shared.terms import estimate_tokens
 
@@ -62,15 +63,13 @@ class OpenAIEmbedder:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._client: Any = None
         self.model = settings.embedding_model
         self.dimensions = settings.embedding_dimensions
 
-    def _openai(self) -> Any:
-        if self._client is None:
-            settings = self._settings
-            self._client = openai_client(settings, settings.embedding_timeout_seconds, settings.embedding_max_retries)
-        return self._client
+    @lazy
+    def _client(self) -> Any:
+        settings = self._settings
+        return openai_client(settings, settings.embedding_timeout_seconds, settings.embedding_max_retries)
 
     def batches(self, texts: Sequence[str]) -> Iterator[tuple[int, int]]:
         # Below the request limit by a margin: the token estimate is only an estimate.
@@ -84,7 +83,7 @@ class OpenAIEmbedder:
         if not texts:
             return Embeddings(np.zeros((0, self.dimensions), dtype=np.float32), 0)
         try:
-            response = self._openai().embeddings.create(
+            response = self._client.embeddings.create(
                 model=self.model,
                 input=[text or " " for text in texts],  # the API refuses empty strings
                 # Only the text-embedding-3 models take a size; the others have one fixed size.

@@ -30,8 +30,9 @@ from shared.data.vectors import S3VectorStore
 from shared.embeddings import Embedder
 from shared.errors import NotFound
 from shared.ids import derived_id
+from shared.metering import UsageSink
 from shared.models import Chunk, Document, DocumentStatus, IngestionStage, UsageEvent, UsageKind
-from shared.observability import DOCUMENTS_FAILED, DOCUMENTS_INGESTED, EMBEDDING_TOKENS, logger, metrics
+from shared.observability import DOCUMENTS_FAILED, DOCUMENTS_INGESTED, EMBEDDING_TOKENS, count, logger
 from shared.parsing import UnreadableDocument, extract_text
 from shared.settings import Settings
 from shared.vectors import Segment
@@ -44,10 +45,6 @@ class IngestOutcome(StrEnum):
     FAILED = "failed"
     CONTINUED = "continued"  # handed the rest to a new message
     SKIPPED = "skipped"  # unknown key, deleted document, duplicate or stale delivery: acknowledged, never retried
-
-
-class UsageSink(Protocol):
-    def send(self, event: UsageEvent) -> None: ...
 
 
 class Continuations(Protocol):
@@ -222,7 +219,7 @@ class IngestionService:
             self._vectors.publish(segment, ready_at=self._clock())
         except NotFound:
             return self._abandon(document)
-        metrics.add_metric(name=DOCUMENTS_INGESTED, unit="Count", value=1)
+        count(DOCUMENTS_INGESTED, 1)
         logger.info(
             "document ready",
             extra={"tenant_id": document.tenant_id, "document_id": document.document_id, "chunks": len(chunks)},
@@ -245,7 +242,7 @@ class IngestionService:
                 occurred_at=self._clock(),
             )
         )
-        metrics.add_metric(name=EMBEDDING_TOKENS, unit="Count", value=tokens)
+        count(EMBEDDING_TOKENS, tokens)
 
     def _progress(self, document: Document, stage: IngestionStage, **counts: int) -> None:
         assert document.generation is not None
@@ -294,6 +291,6 @@ class IngestionService:
             )
         except NotFound:
             return IngestOutcome.SKIPPED  # no longer this upload's to fail (a newer one, or deleted)
-        metrics.add_metric(name=DOCUMENTS_FAILED, unit="Count", value=1)
+        count(DOCUMENTS_FAILED, 1)
         logger.warning("document failed", extra={"document_id": document.document_id, "reason": reason})
         return IngestOutcome.FAILED

@@ -9,6 +9,7 @@ import re
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from shared.lazy import lazy
 from shared.models import Message, Passage, Record
 from shared.settings import Settings
 from shared.terms import terms
@@ -72,15 +73,11 @@ class OpenAIResponder:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._client: Any = None
         self.model = settings.llm_model
 
-    def _openai(self) -> Any:
-        if self._client is None:
-            self._client = openai_client(
-                self._settings, self._settings.llm_timeout_seconds, self._settings.llm_max_retries
-            )
-        return self._client
+    @lazy
+    def _client(self) -> Any:
+        return openai_client(self._settings, self._settings.llm_timeout_seconds, self._settings.llm_max_retries)
 
     def answer(self, question: str, passages: Sequence[Passage], history: Sequence[Message]) -> Answer:
         import openai
@@ -90,7 +87,7 @@ class OpenAIResponder:
         user = f"Context:\n{context_block(passages)}\n\nQuestion: {question}" if passages else question
         messages.append({"role": "user", "content": user})
         try:
-            completion = self._openai().chat.completions.create(
+            completion = self._client.chat.completions.create(
                 model=self.model,
                 messages=messages,
                 max_completion_tokens=self._settings.llm_max_output_tokens,

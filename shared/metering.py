@@ -20,8 +20,8 @@ from shared.observability import (
     USAGE_EVENTS_LATE,
     USAGE_EVENTS_METERED,
     USAGE_EVENTS_PARKED,
+    count,
     logger,
-    metrics,
 )
 
 # A claim outlives every redelivery of its event (SQS keeps a message 14 days) and the reconciliation window.
@@ -62,7 +62,13 @@ def parse_event(body: str) -> UsageEvent:
 
 
 class UsageQueueSender(Protocol):
-    def send(self, event: UsageEvent) -> None: ...
+    def send_all(self, events: Sequence[UsageEvent]) -> list[UsageEvent]: ...
+
+
+class UsageSink(Protocol):
+    """Where chat and ingestion send the usage they cause (DurableUsageSink)."""
+
+    def send(self, *events: UsageEvent) -> None: ...
 
 
 class Outbox(Protocol):
@@ -85,13 +91,17 @@ class DurableUsageSink:
         self._outbox = outbox
         self._clock = clock
 
-    def send(self, event: UsageEvent) -> None:
+    def send(self, *events: UsageEvent) -> None:
+        """Send a request's events together (one SQS call); any SQS does not take are parked."""
         try:
-            self._queue.send(event)
+            refused = self._queue.send_all(events)
         except (BotoCoreError, ClientError) as error:
-            logger.warning("SQS refused a usage event; parking it in the outbox", extra={"error": str(error)})
-            metrics.add_metric(name=USAGE_EVENTS_PARKED, unit="Count", value=1)
-            self._outbox.park(event, self._clock())
+            logger.warning("SQS refused usage events; parking them in the outbox", extra={"error": str(error)})
+            refused = list(events)
+        if refused:
+            count(USAGE_EVENTS_PARKED, len(refused))
+            for event in refused:
+                self._outbox.park(event, self._clock())
 
 
 class MeteringService:
@@ -130,12 +140,12 @@ class MeteringService:
             tenant_id, event_day, model, events, billing_day(now, self._timezone), now + CLAIM_RETENTION
         )
         if result.counted:
-            metrics.add_metric(name=USAGE_EVENTS_METERED, unit="Count", value=len(result.counted))
-            metrics.add_metric(name=TOKENS_METERED, unit="Count", value=sum(e.total_tokens for e in result.counted))
+            count(USAGE_EVENTS_METERED, len(result.counted))
+            count(TOKENS_METERED, sum(e.total_tokens for e in result.counted))
         if result.duplicates:
-            metrics.add_metric(name=USAGE_EVENTS_DUPLICATE, unit="Count", value=len(result.duplicates))
+            count(USAGE_EVENTS_DUPLICATE, len(result.duplicates))
         if result.late_invoice_day:
-            metrics.add_metric(name=USAGE_EVENTS_LATE, unit="Count", value=len(result.counted))
+            count(USAGE_EVENTS_LATE, len(result.counted))
             logger.info(
                 "late usage: its day was billed, it goes on a later invoice",
                 extra={

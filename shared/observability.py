@@ -6,8 +6,12 @@ which CDK sets per function and stage; locally they default to "docuchat" and "D
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 import warnings
+from contextvars import ContextVar
+from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 
@@ -19,6 +23,53 @@ warnings.filterwarnings("ignore", message="No application metrics to publish")
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "docuchat"))
 tracer = Tracer()
 metrics = Metrics()
+
+# Keys every log line of the current request carries (tenant_id, key_id). A per-request dict, not the logger's
+# own keys: those are process-wide, and on the local runtime's threads one request's tenant would be written
+# into another's lines. The dict is set when the request starts; the threads FastAPI runs the request's parts
+# on copy the context, so they all see, and add to, the same dict.
+_request_keys: ContextVar[dict[str, Any] | None] = ContextVar("docuchat_request_keys", default=None)
+
+
+class _RequestKeysFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        for name, value in (_request_keys.get() or {}).items():
+            setattr(record, name, value)  # Powertools writes a record's extra attributes into the JSON line
+        return True
+
+
+logger.addFilter(_RequestKeysFilter())
+
+
+def begin_request() -> None:
+    """A new request: the keys of whatever ran before in this context are gone."""
+    _request_keys.set({})
+
+
+def tag_request(**keys: Any) -> None:
+    """Add keys to every later log line of this request (of this invocation, outside a request)."""
+    current = _request_keys.get()
+    if current is None:
+        _request_keys.set(dict(keys))
+    else:
+        current.update(keys)
+
+
+_metrics_lock = threading.Lock()
+
+
+def count(name: str, value: float = 1, unit: str = "Count") -> None:
+    """Add to a custom metric of this invocation.
+
+    Locked: Powertools' metric set is a plain dict, and metering meters groups on a thread pool (and the local
+    runtime serves requests on many threads). With POWERTOOLS_METRICS_DISABLED (the local runtime) it records
+    nothing: nothing would ever flush it, and Powertools prints a full set even when disabled.
+    """
+    if os.environ.get("POWERTOOLS_METRICS_DISABLED", "").lower() == "true":
+        return
+    with _metrics_lock:
+        metrics.add_metric(name=name, unit=unit, value=value)
+
 
 # Custom metric names; CloudWatch alarms in stacks/ watch these.
 LLM_CALL_FAILURES = "LLMCallFailures"

@@ -16,7 +16,7 @@ from shared.data.billing import BillingRepository
 from shared.data.zibal import ALREADY_VERIFIED, SUCCESS, VERIFIED_STATUS, GatewayUnavailable
 from shared.errors import InvalidInput, NotFound, UpstreamFailed
 from shared.models import Invoice, InvoiceStatus
-from shared.observability import PAYMENTS_REJECTED, logger, metrics
+from shared.observability import PAYMENTS_REJECTED, count, logger
 
 
 class VerifyingGateway(Protocol):
@@ -81,6 +81,6 @@ class PaymentService:
         return answer
 
     def _reject(self, invoice: Invoice, reason: str) -> InvalidInput:
-        metrics.add_metric(name=PAYMENTS_REJECTED, unit="Count", value=1)
+        count(PAYMENTS_REJECTED, 1)
         logger.warning("payment callback rejected", extra={"invoice_id": invoice.invoice_id, "reason": reason})
         return InvalidInput(reason)

@@ -13,7 +13,7 @@ from shared.data.billing import BillingRepository
 from shared.data.tenants import TenantRepository
 from shared.data.usage import UsageRepository
 from shared.models import Record
-from shared.observability import RECONCILIATION_MISMATCHES, logger, metrics
+from shared.observability import RECONCILIATION_MISMATCHES, count, logger
 
 
 class TenantReconciliation(Record):
@@ -45,7 +45,7 @@ class Reconciler:
     def reconcile(self, period: date) -> ReconciliationReport:
         results = [r for t in self._tenants.list_tenants() if (r := self._tenant(t.tenant_id, period)) is not None]
         mismatches = sum(r.status == "mismatch" for r in results)
-        metrics.add_metric(name=RECONCILIATION_MISMATCHES, unit="Count", value=mismatches)
+        count(RECONCILIATION_MISMATCHES, mismatches)
         for result in results:
             if result.status == "mismatch":
                 logger.error("reconciliation mismatch", extra=result.model_dump(mode="json") | {"period": str(period)})

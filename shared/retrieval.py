@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 from shared.data.documents import DocumentRepository
 from shared.embeddings import Embedder, EmbeddingError
 from shared.models import Passage
-from shared.observability import EMBEDDING_FAILURES, logger, metrics
+from shared.observability import EMBEDDING_FAILURES, count, logger
 from shared.settings import Settings
 from shared.vectors import Hit
 
@@ -74,7 +74,7 @@ class HybridRetriever:
         except EmbeddingError as error:
             # Keyword search still answers; the question is not lost to a flaky embeddings endpoint.
             logger.warning("embedding the question failed; searching by keyword only", extra={"error": str(error)})
-            metrics.add_metric(name=EMBEDDING_FAILURES, unit="Count", value=1)
+            count(EMBEDDING_FAILURES, 1)
             notes.append("keyword-only")
         hits = self._store.search(tenant_id, query, question, max(HITS_PER_RESULT * top_k, 20))
         chosen = self._fuse(hits.vector, hits.keyword)[:top_k]

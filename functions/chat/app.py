@@ -10,6 +10,7 @@ from functions.chat.errors import error_response, install_error_handlers
 from functions.chat.routes import admin, billing, chat, documents, health, payments
 from shared.container import Container
 from shared.errors import PayloadTooLarge
+from shared.observability import begin_request
 
 DESCRIPTION = """Multi-tenant document chat. Tenant calls send `Authorization: Bearer <api key>` (or `X-API-Key`);
 admin calls send the admin key the same way. Errors are `{"error": {"code", "message"}}`."""
@@ -44,6 +45,18 @@ class BodySizeLimit:
         await self.app(scope, limited_receive, send)
 
 
+class RequestLogKeys:
+    """Starts each request's own log keys (see shared.observability.tag_request)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            begin_request()
+        await self.app(scope, receive, send)
+
+
 def create_app(container: Container) -> FastAPI:
     app = FastAPI(title="DocuChat", version="1.0.0", description=DESCRIPTION)
     app.state.container = container
@@ -51,4 +64,5 @@ def create_app(container: Container) -> FastAPI:
     for module in (health, chat, documents, billing, payments, admin):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=container.settings.max_request_bytes)
+    app.add_middleware(RequestLogKeys)  # added last, so it runs first
     return app

@@ -11,7 +11,7 @@ from fastapi import Depends, Header, Request
 from shared.container import Container
 from shared.errors import NotFound
 from shared.models import ID_PATTERN, Principal
-from shared.observability import logger
+from shared.observability import tag_request
 
 _ID = re.compile(ID_PATTERN)
 
@@ -34,7 +34,7 @@ def principal(
     x_api_key: Annotated[str | None, Header()] = None,
 ) -> Principal:
     caller = services.authenticator.tenant(_presented_key(authorization, x_api_key))
-    logger.append_keys(tenant_id=caller.tenant_id, key_id=caller.key_id)  # every log line of the request says whose
+    tag_request(tenant_id=caller.tenant_id, key_id=caller.key_id)  # every log line of the request says whose
     return caller
 
 

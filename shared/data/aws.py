@@ -5,13 +5,13 @@ Locally and in tests the endpoints point at emulated AWS (moto's server) and Dyn
 
 from __future__ import annotations
 
-from functools import cached_property
 from typing import Any
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from shared.lazy import lazy
 from shared.settings import Settings
 
 _CLIENT_CONFIG = Config(
@@ -34,27 +34,27 @@ class AwsClients:
             config=_CLIENT_CONFIG,
         )
 
-    @cached_property
+    @lazy
     def dynamodb(self) -> Any:
         return self._client("dynamodb", self._settings.dynamodb_endpoint_url)
 
-    @cached_property
+    @lazy
     def sqs(self) -> Any:
         return self._client("sqs")
 
-    @cached_property
+    @lazy
     def s3(self) -> Any:
         return self._client("s3")
 
-    @cached_property
+    @lazy
     def ses(self) -> Any:
         return self._client("ses")
 
-    @cached_property
+    @lazy
     def secrets(self) -> Any:
         return self._client("secretsmanager")
 
-    @cached_property
+    @lazy
     def lambda_(self) -> Any:
         return self._client("lambda")
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from shared.models import UsageEvent
+
+SQS_BATCH = 10  # the most SendMessageBatch takes
 
 
 class UsageQueue:
@@ -13,13 +16,27 @@ class UsageQueue:
         self._sqs = sqs
         self._queue_url = queue_url
 
-    def send(self, event: UsageEvent) -> None:
-        """Raises botocore's errors once its own retries are spent."""
-        self._sqs.send_message(
-            QueueUrl=self._queue_url,
-            MessageBody=event.model_dump_json(),
-            MessageAttributes={"kind": {"DataType": "String", "StringValue": event.kind.value}},
-        )
+    def send_all(self, events: Sequence[UsageEvent]) -> list[UsageEvent]:
+        """Send events in batches of ten (one SQS request each); returns those SQS refused in a batch.
+
+        Raises botocore's errors once its own retries are spent.
+        """
+        refused: list[UsageEvent] = []
+        for start in range(0, len(events), SQS_BATCH):
+            batch = events[start : start + SQS_BATCH]
+            response = self._sqs.send_message_batch(
+                QueueUrl=self._queue_url,
+                Entries=[
+                    {
+                        "Id": str(number),
+                        "MessageBody": event.model_dump_json(),
+                        "MessageAttributes": {"kind": {"DataType": "String", "StringValue": event.kind.value}},
+                    }
+                    for number, event in enumerate(batch)
+                ],
+            )
+            refused += [batch[int(failure["Id"])] for failure in response.get("Failed", [])]
+        return refused
 
     def check(self) -> None:
         """Raises when the queue is unreachable (readiness probe)."""

@@ -202,14 +202,22 @@ class S3VectorStore:
         return SearchHits(vector=vector_hits, keyword=index.keyword_search(question, k))
 
     def index(self, tenant_id: str) -> TenantIndex:
-        """The tenant's warm index, refreshed when the manifest version has moved since it was built."""
+        """The tenant's warm index, refreshed when the manifest version has moved since it was built.
+
+        Indexes are immutable once built, so searches share them freely; a refresh builds a new one. One thread
+        loads a tenant at a time: the others wait for its result instead of fetching the same segments again.
+        """
         version = self.manifest_version(tenant_id)
         cached = self._cache.get(tenant_id)
-        if cached is not None and cached[0] == version:
+        if cached is not None and cached[0] >= version:
             return cached[1]
-        index = self._load(tenant_id, cached[1] if cached else None)
-        self._cache.put(tenant_id, version, index)
-        return index
+        with self._cache.loading(tenant_id):
+            cached = self._cache.get(tenant_id)
+            if cached is not None and cached[0] >= version:  # loaded by another thread while this one waited
+                return cached[1]
+            index = self._load(tenant_id, cached[1] if cached else None)
+            self._cache.put(tenant_id, version, index)
+            return index
 
     def manifest_version(self, tenant_id: str) -> int:
         item = self._db.get_item(
@@ -314,6 +322,7 @@ class _IndexCache:
         self._max_rows = max_rows
         self._entries: OrderedDict[str, tuple[int, TenantIndex]] = OrderedDict()
         self._lock = threading.Lock()
+        self._loading: dict[str, threading.Lock] = {}
 
     def get(self, tenant_id: str) -> tuple[int, TenantIndex] | None:
         with self._lock:
@@ -322,8 +331,16 @@ class _IndexCache:
                 self._entries.move_to_end(tenant_id)
             return entry
 
+    def loading(self, tenant_id: str) -> threading.Lock:
+        """The lock held while a tenant's index loads."""
+        with self._lock:
+            return self._loading.setdefault(tenant_id, threading.Lock())
+
     def put(self, tenant_id: str, version: int, index: TenantIndex) -> None:
         with self._lock:
+            held = self._entries.get(tenant_id)
+            if held is not None and held[0] > version:
+                return  # a newer version is cached already: never step back
             self._entries[tenant_id] = (version, index)
             self._entries.move_to_end(tenant_id)
             while len(self._entries) > 1 and sum(i.rows for _, i in self._entries.values()) > self._max_rows:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +12,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.support.dynamodb_local import DynamoDBLocal, DynamoDBLocalError, port_is_open
+from local.dynamodb_local import DynamoDBLocal, DynamoDBLocalError, port_is_open
 
 pytestmark = pytest.mark.dynamodb_local
 TABLE = "accounts"
@@ -93,7 +94,7 @@ def test_stop_ends_the_process_and_closes_the_port() -> None:
 
 def test_missing_java_is_named_in_the_error() -> None:
     # When the java command does not exist, then the error says Java is needed and not on PATH
-    with pytest.raises(DynamoDBLocalError, match=r"Java 17 or newer.*not on PATH"):
+    with pytest.raises(DynamoDBLocalError, match=r"Java 17\+ .*not on PATH.*install a JDK"):
         DynamoDBLocal(java="java-that-does-not-exist").start()
 
 
@@ -101,3 +102,48 @@ def test_a_missing_jar_says_to_run_make_install(tmp_path: Path) -> None:
     # When the npm package is not installed, then the error says how to install it
     with pytest.raises(DynamoDBLocalError, match="run `make install`"):
         DynamoDBLocal(install_dir=tmp_path).start()
+
+
+def test_it_listens_on_loopback_only() -> None:
+    # Given a running DynamoDB Local
+    with DynamoDBLocal() as local:
+        # Then it answers on 127.0.0.1 and not on the machine's other addresses
+        assert local.bound_to_loopback
+        assert port_is_open(local.port, "127.0.0.1")
+        others = {address for address in _own_addresses() if not address.startswith("127.")}
+        if not others:
+            pytest.skip("this machine has no address but loopback to check against")
+        assert all(not port_is_open(local.port, address) for address in others)
+
+
+def test_a_data_dir_keeps_the_tables_across_restarts(tmp_path: Path) -> None:
+    # Given DynamoDB Local with a data folder, and an item written to a table
+    with DynamoDBLocal(data_dir=tmp_path / "db") as first:
+        client = boto3.client("dynamodb", **first.client_kwargs())
+        client.create_table(
+            TableName=TABLE,
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        client.put_item(TableName=TABLE, Item={"pk": {"S": "kept"}})
+
+    # When it is started again on the same folder
+    with DynamoDBLocal(data_dir=tmp_path / "db") as second:
+        client = boto3.client("dynamodb", **second.client_kwargs())
+        # Then the table and its item are there, in DynamoDB Local's own database file
+        assert client.get_item(TableName=TABLE, Key={"pk": {"S": "kept"}})["Item"] == {"pk": {"S": "kept"}}
+    assert list((tmp_path / "db").glob("*.db"))
+
+
+def _own_addresses() -> set[str]:
+    """This machine's IPv4 addresses: its host name's, and the one its default route leaves from."""
+    import socket
+
+    addresses: set[str] = set()
+    with contextlib.suppress(OSError):
+        addresses |= {str(info[4][0]) for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)}
+    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("192.0.2.1", 9))  # UDP: no packet is sent, the kernel only picks the source address
+        addresses.add(probe.getsockname()[0])
+    return addresses

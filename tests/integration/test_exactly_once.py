@@ -198,7 +198,7 @@ def test_when_sqs_is_unreachable_the_event_is_parked_and_counted_once_by_the_dra
     container = harness.container
     stubber = Stubber(container.aws.sqs)
     for _ in range(2):
-        stubber.add_client_error("send_message", service_error_code="ServiceUnavailable", http_status_code=503)
+        stubber.add_client_error("send_message_batch", service_error_code="ServiceUnavailable", http_status_code=503)
     sink = DurableUsageSink(
         UsageQueue(container.aws.sqs, container.settings.usage_queue_url), container.outbox, container.clock
     )
@@ -223,7 +223,7 @@ def test_a_chat_answer_is_not_lost_when_sqs_is_down(harness: Harness, monkeypatc
     def refuse(**_: Any) -> None:
         raise ClientError({"Error": {"Code": "InternalError", "Message": "down"}}, "SendMessage")
 
-    monkeypatch.setattr(harness.container.usage_queue._sqs, "send_message", refuse)
+    monkeypatch.setattr(harness.container.usage_queue._sqs, "send_message_batch", refuse)
 
     # When the tenant chats, it gets its answer, and the tokens are parked
     reply = harness.call("POST", "/v1/chat", {"message": "hello", "use_documents": False}, key=key)

@@ -147,7 +147,7 @@ def test_a_claimed_success_that_zibal_does_not_confirm_is_counted_as_rejected(
     harness: Harness, invoice: Invoice, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rejected: list[int] = []
-    monkeypatch.setattr("shared.payments.metrics.add_metric", lambda **kw: rejected.append(kw["value"]))
+    monkeypatch.setattr("shared.observability.metrics.add_metric", lambda **kw: rejected.append(kw["value"]))
     forged = {"trackId": str(invoice.payment_track_id), "orderId": invoice.invoice_id, "success": "1"}
     assert callback(harness, forged).status == 400
     assert rejected == [1]

@@ -14,6 +14,7 @@ from shared.embeddings import (
     normalize,
     token_limited_batches,
 )
+from shared.lazy import lazy
 from shared.settings import Settings
 from shared.terms import estimate_tokens
 
@@ -64,7 +65,7 @@ class TestOpenAIBatches:
         def no_network(self: OpenAIEmbedder) -> None:
             raise AssertionError("batches() must not reach the API")
 
-        monkeypatch.setattr(OpenAIEmbedder, "_openai", no_network)
+        monkeypatch.setattr(OpenAIEmbedder, "_client", lazy(no_network))
         texts = [text_of(220)] * 1_000
         assert estimate_tokens(texts[0]) == 220
         batches = list(OpenAIEmbedder(Settings()).batches(texts))
