@@ -97,6 +97,7 @@ bench: install $(VENV)/.bench-installed ## run the benchmarks; results in bench/
 	$(PY) -m bench.retrieval
 	$(PY) -m bench.ingestion
 	$(PY) -m bench.quality
+	$(PY) -m bench.pagination
 
 load: install ## bounded load test of the local system (CLIENTS=16 LOAD_SECONDS=90) -> bench/results/load.json
 	$(PY) -m bench.load --clients $(CLIENTS) --seconds $(LOAD_SECONDS)

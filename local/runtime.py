@@ -22,7 +22,6 @@ from stacks.stage_config import StageConfig, load_stage
 
 LOCAL_STAGE = "local"
 SAVE_EVERY_SECONDS = 30
-OUTBOX_DRAIN_EVERY = timedelta(minutes=5)  # as deployed
 # Ctrl-C stops everything within 10 s: in-flight requests get this long, then the workers what is left.
 REQUEST_GRACE_SECONDS = 4
 WORKER_GRACE_SECONDS = 4
@@ -175,9 +174,17 @@ class LocalSystem:
                 "outbox",
                 metering.handler,
                 {"source": metering.OUTBOX_DRAIN},
-                every(OUTBOX_DRAIN_EVERY),
+                every(timedelta(minutes=resources.OUTBOX_DRAIN_MINUTES)),  # as deployed
                 clock,
                 "metering",
+            ),
+            "upload-sweep": RecurringSchedule(
+                "upload-sweep",
+                ingestion.handler,
+                {"source": ingestion.UPLOAD_SWEEP},
+                every(timedelta(minutes=resources.UPLOAD_SWEEP_MINUTES)),  # as deployed
+                clock,
+                "ingestion",
             ),
         }
         self._threads += self.schedules.values()

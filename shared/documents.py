@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 from shared.data.blobs import BlobStore, source_key
 from shared.data.documents import DocumentRepository
+from shared.data.dynamo import Page
 from shared.data.vectors import S3VectorStore
 from shared.errors import InvalidInput, NotFound, PayloadTooLarge
 from shared.ids import new_id
@@ -57,7 +58,8 @@ class DocumentService:
         url = self._blobs.presigned_put(
             document.source_key, content_type, size_bytes, self._settings.upload_url_seconds
         )
-        return document, url, document.created_at + timedelta(seconds=self._settings.upload_url_seconds)
+        assert document.upload_expires_at is not None
+        return document, url, document.upload_expires_at
 
     def _new_document(self, principal: Principal, title: str, content_type: str, size_bytes: int) -> Document:
         now = self._clock()
@@ -69,6 +71,8 @@ class DocumentService:
             content_type=content_type,
             source_key=source_key(principal.tenant_id, document_id),
             size_bytes=size_bytes,
+            # Inline text is stored at once, but a crash between the record and the file leaves it waiting too.
+            upload_expires_at=now + timedelta(seconds=self._settings.upload_url_seconds),
             created_at=now,
             updated_at=now,
         )
@@ -109,5 +113,5 @@ class DocumentService:
         self._blobs.delete(document.source_key)
         logger.info("document deleted", extra={"tenant_id": document.tenant_id, "document_id": document_id})
 
-    def list_documents(self, principal: Principal) -> list[Document]:
-        return self._documents.list_documents(principal.tenant_id)
+    def page_documents(self, principal: Principal, limit: int, cursor: str | None) -> Page[Document]:
+        return self._documents.page_documents(principal.tenant_id, limit, cursor)

@@ -42,3 +42,9 @@ class UpstreamFailed(DocuChatError):
     """A dependency (LLM, payment gateway) failed after its retries."""
 
     code = "upstream_failed"
+
+
+class ServiceUnavailable(DocuChatError):
+    """A dependency (DynamoDB, SQS) cannot take the request now; the same request may succeed in a moment."""
+
+    code = "service_unavailable"

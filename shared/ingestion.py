@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -38,6 +38,18 @@ from shared.settings import Settings
 from shared.vectors import Segment
 
 CONTINUE_MESSAGE = "ingestion.continue"
+# The upload sweep (every resources.UPLOAD_SWEEP_MINUTES) fails a document whose upload URL expired this long
+# ago (an upload started just before expiry may still be on its way) and whose file never came. Up to
+# SWEEP_BATCH documents a run; the next run takes the rest.
+UPLOAD_GRACE = timedelta(minutes=5)
+SWEEP_BATCH = 500
+NEVER_ARRIVED = "the upload never arrived"
+
+
+def s3_notification(key: str, etag: str, at: datetime) -> dict[str, Any]:
+    """The body S3 sends the ingestion queue for an object created (the fields ingestion reads)."""
+    event_time = at.isoformat().replace("+00:00", "Z")
+    return {"Records": [{"eventTime": event_time, "s3": {"object": {"key": key, "eTag": etag.strip('"')}}}]}
 
 
 class IngestOutcome(StrEnum):
@@ -278,6 +290,32 @@ class IngestionService:
             # The upload's own generation, or none if it never got as far as claiming the document.
             claimed = document.generation == upload.generation
             self._fail(document.model_copy(update={"generation": upload.generation if claimed else None}), reason)
+
+    def sweep_uploads(self) -> dict[str, int]:
+        """Documents whose upload URL expired without their file: failed with NEVER_ARRIVED.
+
+        One whose file is there after all (its S3 event was lost, or is late) is handed to ingestion instead,
+        with the notification S3 would have sent; claiming it takes it out of the index.
+        """
+        failed = requeued = 0
+        for tenant_id, document_id in self._documents.uploads_expired_before(self._clock() - UPLOAD_GRACE, SWEEP_BATCH):
+            document = self._documents.get(tenant_id, document_id)
+            if document is None or document.status != DocumentStatus.PENDING:
+                continue  # the index lags the table: it arrived, or was deleted, a moment ago
+            etag = self._blobs.etag(document.source_key)
+            if etag is not None:
+                self._continuations.send(s3_notification(document.source_key, etag, self._clock()))
+                requeued += 1
+                continue
+            try:
+                self._documents.mark_failed(tenant_id, document_id, None, NEVER_ARRIVED, self._clock())
+            except NotFound:
+                continue  # claimed meanwhile: the file came after all
+            count(DOCUMENTS_FAILED, 1)
+            failed += 1
+        if failed or requeued:
+            logger.info("upload sweep", extra={"failed": failed, "requeued": requeued})
+        return {"failed": failed, "requeued": requeued}
 
     def fail_continuation(self, continuation: Continuation, reason: str) -> None:
         document = self._documents.get(continuation.tenant_id, continuation.document_id)

@@ -88,6 +88,8 @@ class Document(Record):
     generation: str | None = None
     stage: IngestionStage | None = None
     chunks_embedded: int = 0
+    # Until its file arrives: when the upload URL stops working (after which the upload sweep may fail it).
+    upload_expires_at: datetime | None = None
     created_at: datetime
     updated_at: datetime
 

@@ -86,9 +86,18 @@ PK = Attribute("pk")
 SK = Attribute("sk")
 
 # Every tenant item has pk == tenant id (invariant 4); sk says what the item is.
-TENANTS = TableSpec("tenants", "DOCUCHAT_TENANTS_TABLE", PK, SK)
-DOCUMENTS = TableSpec("documents", "DOCUCHAT_DOCUMENTS_TABLE", PK, SK)
-CONVERSATIONS = TableSpec("conversations", "DOCUCHAT_CONVERSATIONS_TABLE", PK, SK, ttl_attribute="expires_at")
+# Every tenant's profile, oldest first (ids are time-ordered): the admin list and the jobs that walk all tenants.
+TENANT_DIRECTORY = IndexSpec("tenant-directory", Attribute("directory"), Attribute("tenant_id"))
+TENANTS = TableSpec("tenants", "DOCUCHAT_TENANTS_TABLE", PK, SK, indexes=(TENANT_DIRECTORY,))
+# Sparse index of the documents still waiting for their file, by when its upload URL expires: the upload sweep
+# (shared/ingestion.py) finds the ones whose file never came. An item leaves it when its file arrives.
+PENDING_UPLOADS = IndexSpec("pending-uploads", Attribute("upload_pending"), Attribute("upload_expires_at"))
+DOCUMENTS = TableSpec("documents", "DOCUCHAT_DOCUMENTS_TABLE", PK, SK, indexes=(PENDING_UPLOADS,))
+# A tenant's conversations, most recently updated first (only the headers carry `updated_at`).
+RECENT_CONVERSATIONS = IndexSpec("recent", PK, Attribute("updated_at"))
+CONVERSATIONS = TableSpec(
+    "conversations", "DOCUCHAT_CONVERSATIONS_TABLE", PK, SK, indexes=(RECENT_CONVERSATIONS,), ttl_attribute="expires_at"
+)
 # Claims, counters and day-closed markers; see shared/data/usage.py for the layout.
 USAGE = TableSpec("usage", "DOCUCHAT_USAGE_TABLE", PK, SK, ttl_attribute="expires_at")
 BILLING = TableSpec("billing", "DOCUCHAT_BILLING_TABLE", PK, SK)
@@ -100,6 +109,10 @@ USAGE_QUEUE = QueueSpec("usage", "DOCUCHAT_USAGE_QUEUE_URL", consumer="metering"
 INGESTION_QUEUE = QueueSpec("ingestion", "DOCUCHAT_INGESTION_QUEUE_URL", consumer="ingestion", batch_size=1)
 
 QUEUES: tuple[QueueSpec, ...] = (USAGE_QUEUE, INGESTION_QUEUE)
+
+# How often the frequent scheduled jobs run, deployed (stacks/schedule.py) and locally (local/runtime.py) alike.
+OUTBOX_DRAIN_MINUTES = 5  # metering counts the usage events parked while SQS would not take them
+UPLOAD_SWEEP_MINUTES = 15  # ingestion fails the documents whose file never arrived
 
 DOCUMENTS_BUCKET = BucketSpec(
     "documents", "DOCUCHAT_DOCUMENTS_BUCKET", notify_queue="ingestion", notify_prefix="tenants/"

@@ -1,4 +1,5 @@
-"""Scheduled runs (EventBridge Scheduler): nightly billing, the reconciliation after it, and the outbox drain.
+"""Scheduled runs (EventBridge Scheduler): nightly billing, the reconciliation after it, the outbox drain, and
+the sweep of uploads that never arrived.
 
 Each function a schedule invokes has one dead-letter queue for all its scheduled runs: Scheduler puts there what
 it could not deliver, and Lambda (through the function's on-failure destination, of which a function has one)
@@ -18,7 +19,7 @@ from aws_cdk import aws_scheduler_targets as targets
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from shared.resources import physical_name
+from shared.resources import OUTBOX_DRAIN_MINUTES, UPLOAD_SWEEP_MINUTES, physical_name
 from stacks.messaging import DEAD_LETTER_RETENTION, secure_queue
 from stacks.stage_config import StageConfig
 
@@ -26,7 +27,8 @@ from stacks.stage_config import StageConfig
 BILLING_INPUT = {"source": "docuchat.schedule"}  # functions/billing/handler.py: close the previous day
 RECONCILE_INPUT = {"source": "docuchat.reconcile"}  # functions/billing/handler.py: RECONCILE
 OUTBOX_DRAIN_INPUT = {"source": "docuchat.outbox-drain"}  # functions/metering/handler.py: OUTBOX_DRAIN
-OUTBOX_DRAIN_RATE = Duration.minutes(5)
+OUTBOX_DRAIN_RATE = Duration.minutes(OUTBOX_DRAIN_MINUTES)
+UPLOAD_SWEEP_INPUT = {"source": "docuchat.upload-sweep"}  # functions/ingestion/handler.py: UPLOAD_SWEEP
 # Scheduler retries only failed deliveries to Lambda; a few, spread over an hour, ride out a throttle.
 DELIVERY_RETRY_ATTEMPTS = 3
 DELIVERY_MAX_EVENT_AGE = Duration.hours(1)
@@ -68,6 +70,13 @@ def scheduled_runs(stage: StageConfig) -> tuple[ScheduledRun, ...]:
             scheduler.ScheduleExpression.rate(OUTBOX_DRAIN_RATE),
             OUTBOX_DRAIN_INPUT,
             "Counts usage events parked in the outbox while SQS would not take them",
+        ),
+        ScheduledRun(
+            "upload-sweep",
+            "ingestion",
+            scheduler.ScheduleExpression.rate(Duration.minutes(UPLOAD_SWEEP_MINUTES)),
+            UPLOAD_SWEEP_INPUT,
+            "Fails documents whose upload URL expired and whose file never arrived",
         ),
     )
 

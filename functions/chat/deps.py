@@ -6,7 +6,8 @@ import re
 import uuid
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Query, Request
+from pydantic import BaseModel
 
 from shared.container import Container
 from shared.errors import NotFound
@@ -14,6 +15,8 @@ from shared.models import ID_PATTERN, Principal
 from shared.observability import tag_request
 
 _ID = re.compile(ID_PATTERN)
+DEFAULT_PAGE = 50
+MAX_PAGE = 200
 
 
 def container(request: Request) -> Container:
@@ -64,3 +67,20 @@ def known_id(value: str, what: str) -> str:
     if not _ID.match(value):
         raise NotFound(f"{what} {value} not found")
     return value
+
+
+class PageRequest(BaseModel):
+    limit: int
+    cursor: str | None
+
+
+def page_request(
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Items a page (at most 200).")] = DEFAULT_PAGE,
+    cursor: Annotated[
+        str | None, Query(max_length=4096, description="`next_cursor` of the previous page, as it was given.")
+    ] = None,
+) -> PageRequest:
+    return PageRequest(limit=limit, cursor=cursor or None)
+
+
+PageParams = Annotated[PageRequest, Depends(page_request)]

@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from shared.data.aws import is_unavailable
 from shared.errors import (
     Conflict,
     DocuChatError,
@@ -16,6 +17,7 @@ from shared.errors import (
     InvalidInput,
     NotFound,
     PayloadTooLarge,
+    ServiceUnavailable,
     Unauthorized,
     UpstreamFailed,
 )
@@ -29,7 +31,9 @@ STATUS_BY_ERROR: dict[type[DocuChatError], int] = {
     NotFound: 404,
     Conflict: 409,
     UpstreamFailed: 502,
+    ServiceUnavailable: 503,
 }
+RETRY_AFTER_SECONDS = "1"  # a dependency that could not take a request now usually can a moment later
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
 
 
@@ -59,6 +63,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def domain_error(_: Request, error: DocuChatError) -> JSONResponse:
         status = status_of(error)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        if status == 503:
+            headers = {"Retry-After": RETRY_AFTER_SECONDS}
         return error_response(status, error.code, error.message, headers)
 
     @app.exception_handler(RequestValidationError)
@@ -71,6 +77,10 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(error.status_code, _HTTP_CODES.get(error.status_code, "http_error"), str(error.detail))
 
     @app.exception_handler(Exception)
-    async def unexpected(_: Request, error: Exception) -> JSONResponse:
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        if is_unavailable(error):  # DynamoDB or SQS down, throttling, a conflict: try again, not a bug
+            logger.warning("a dependency is unavailable", extra={"error": f"{type(error).__name__}: {error}"})
+            unavailable = ServiceUnavailable("a service DocuChat depends on is unavailable; retry in a moment")
+            return await domain_error(request, unavailable)
         logger.exception("unhandled error")
         return error_response(500, "internal_error", "an unexpected error occurred; it has been logged")

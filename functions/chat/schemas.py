@@ -58,6 +58,11 @@ class ConversationOut(BaseModel):
     messages: list[MessageOut] | None = None
 
 
+class ConversationList(BaseModel):
+    conversations: list[ConversationOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+
+
 class DocumentCreate(Body):
     """Either `text` (inline, small) or `size_bytes` of a file to upload (the reply holds where to PUT it)."""
 
@@ -98,6 +103,11 @@ class DocumentOut(BaseModel):
     size_bytes: int
     chunk_count: int
     progress: Progress | None = Field(None, description="Set while the document is processing.")
+    upload_expires_at: datetime | None = Field(
+        None,
+        description="While pending: when the upload URL stops working. A file not sent by then fails the "
+        "document with the reason 'the upload never arrived'.",
+    )
     created_at: datetime
     updated_at: datetime
     upload: UploadTarget | None = None
@@ -117,6 +127,11 @@ class DocumentOut(BaseModel):
             )
         fields = document.model_dump(exclude={"generation", "stage", "chunks_embedded", "tenant_id", "source_key"})
         return cls.model_validate({**fields, "progress": progress, "upload": upload})
+
+
+class DocumentList(BaseModel):
+    documents: list[DocumentOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
 
 
 class UsageDay(BaseModel):
@@ -144,6 +159,11 @@ class InvoiceOut(BaseModel):
         return cls(invoice=invoice, amount_rials=invoice.amount_rials)
 
 
+class InvoiceList(BaseModel):
+    invoices: list[InvoiceOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+
+
 class TenantCreate(Body):
     name: str = Field(min_length=1, max_length=200)
     email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)
@@ -159,6 +179,11 @@ class TenantUpdate(Body):
 
 class TenantOut(BaseModel):
     tenant: Tenant
+
+
+class TenantList(BaseModel):
+    tenants: list[Tenant]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
 
 
 class KeyCreate(Body):

@@ -1,7 +1,8 @@
 """Ingestion function: S3 object-created notifications, and its own continuation messages, through SQS.
 
 A message is either S3's notification of an upload (or S3's test event, which names no object) or a
-`continue` message this function sent itself to finish a large document in another invocation.
+`continue` message this function sent itself to finish a large document in another invocation. A schedule
+also invokes it every 15 minutes to sweep the uploads whose file never arrived.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from shared.ingestion import CONTINUE_MESSAGE, Continuation, Upload
 from shared.observability import logger, metrics, tracer
 from shared.resources import INGESTION_QUEUE
 
+UPLOAD_SWEEP = "docuchat.upload-sweep"
 processor = BatchProcessor(event_type=EventType.SQS)
 services = FunctionServices()
 configure = services.configure  # tests and the local runtime pass their own container
@@ -84,5 +86,7 @@ def _reason(error: Exception) -> str:
 @logger.inject_lambda_context
 @metrics.log_metrics
 @tracer.capture_lambda_handler
-def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse | dict[str, int]:
+    if event.get("source") == UPLOAD_SWEEP:  # the schedule
+        return services.get().ingestion.sweep_uploads()
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 
-from shared.data.dynamo import attributes, from_item, is_condition_failure, query_all, to_item, values
+from shared.data.dynamo import Page, attributes, from_item, is_condition_failure, query_all, query_page, to_item, values
 from shared.ids import new_id
 from shared.models import BillingRun, Invoice, InvoiceStatus
 
@@ -62,6 +62,22 @@ class BillingRepository:
         return sorted(
             (Invoice.model_validate(attributes(item)) for item in items), key=lambda i: i.period, reverse=True
         )
+
+    def page_invoices(self, tenant_id: str, limit: int, cursor: str | None = None) -> Page[Invoice]:
+        """Newest period first: invoice ids end in their period's date."""
+        items, next_cursor = query_page(
+            self._db,
+            listing="invoices",
+            fixed={"pk": tenant_id},
+            cursor_keys=("sk",),
+            limit=limit,
+            cursor=cursor,
+            TableName=self._table,
+            KeyConditionExpression="pk = :tenant AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues=values(tenant=tenant_id, prefix=INVOICE_PREFIX),
+            ScanIndexForward=False,
+        )
+        return Page([Invoice.model_validate(attributes(item)) for item in items], next_cursor)
 
     def take_lease(self, invoice: Invoice, step: Step, now: datetime, until: datetime) -> bool:
         """Reserve a step for this run: False when it is done, or another run holds an unexpired lease."""

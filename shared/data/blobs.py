@@ -50,5 +50,14 @@ class BlobStore:
         # Read one byte past the limit so an oversized object is noticed without reading all of it.
         return bytes(response["Body"].read(max_bytes + 1))
 
+    def etag(self, key: str) -> str | None:
+        """The object's ETag, or None when there is no such object."""
+        try:
+            return str(self._s3.head_object(Bucket=self._bucket, Key=key)["ETag"])
+        except ClientError as error:
+            if error_code(error) in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise
+
     def delete(self, key: str) -> None:
         self._s3.delete_object(Bucket=self._bucket, Key=key)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from shared.data.dynamo import batch_write, from_item, query_all, to_item, values
+from shared.data.dynamo import Page, batch_write, from_item, query_all, query_page, to_item, values
 from shared.models import Conversation, Message
+from shared.resources import RECENT_CONVERSATIONS
 
 HEADER_PREFIX = "conv#"
 MESSAGE_PREFIX = "msg#"
@@ -55,15 +56,22 @@ class ConversationRepository:
         )
         return _conversation(tenant_id, from_item(header), [Message.model_validate(_message(m)) for m in messages])
 
-    def list_conversations(self, tenant_id: str) -> list[Conversation]:
-        headers = query_all(
+    def page_conversations(self, tenant_id: str, limit: int, cursor: str | None = None) -> Page[Conversation]:
+        """Most recently updated first, from the `recent` index (only headers carry `updated_at`)."""
+        headers, next_cursor = query_page(
             self._db,
+            listing="conversations",
+            fixed={"pk": tenant_id},
+            cursor_keys=("sk", "updated_at"),
+            limit=limit,
+            cursor=cursor,
             TableName=self._table,
-            KeyConditionExpression="pk = :tenant AND begins_with(sk, :prefix)",
-            ExpressionAttributeValues=values(tenant=tenant_id, prefix=HEADER_PREFIX),
+            IndexName=RECENT_CONVERSATIONS.name,
+            KeyConditionExpression="pk = :tenant",
+            ExpressionAttributeValues=values(tenant=tenant_id),
+            ScanIndexForward=False,
         )
-        conversations = [_conversation(tenant_id, header, []) for header in headers]
-        return sorted(conversations, key=lambda c: c.updated_at, reverse=True)
+        return Page([_conversation(tenant_id, header, []) for header in headers], next_cursor)
 
     def delete(self, tenant_id: str, conversation_id: str) -> bool:
         """Delete a conversation and its messages; False when there was no such conversation."""

@@ -9,12 +9,25 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from shared.data.dynamo import attributes, batch_write, from_item, is_condition_failure, query_all, to_item, values
+from shared.data.dynamo import (
+    Page,
+    attributes,
+    batch_write,
+    from_item,
+    is_condition_failure,
+    query_all,
+    query_page,
+    to_item,
+    values,
+)
 from shared.errors import NotFound
 from shared.models import Chunk, Document, DocumentStatus, IngestionStage
+from shared.resources import PENDING_UPLOADS
 
 DOC_PREFIX = "doc#"
 CHUNK_PREFIX = "chunk#"
+# The partition of the pending-uploads index: present only on documents still waiting for their file.
+UPLOAD_PENDING = "pending"
 
 
 def _chunk_sk(document_id: str, index: int) -> str:
@@ -28,21 +41,43 @@ class DocumentRepository:
 
     def put(self, document: Document) -> None:
         item = {"pk": document.tenant_id, "sk": DOC_PREFIX + document.document_id, **document.model_dump(mode="json")}
+        if document.status == DocumentStatus.PENDING and document.upload_expires_at is not None:
+            item["upload_pending"] = UPLOAD_PENDING  # in the pending-uploads index until the file arrives
         self._db.put_item(TableName=self._table, Item=to_item(item))
+
+    def uploads_expired_before(self, cutoff: datetime, limit: int) -> list[tuple[str, str]]:
+        """(tenant id, document id) of documents still waiting for a file whose upload URL expired before
+        `cutoff`, oldest first (from the sparse pending-uploads index, eventually consistent)."""
+        response = self._db.query(
+            TableName=self._table,
+            IndexName=PENDING_UPLOADS.name,
+            KeyConditionExpression="upload_pending = :pending AND upload_expires_at < :cutoff",
+            ExpressionAttributeValues=values(pending=UPLOAD_PENDING, cutoff=cutoff.isoformat()),
+            ProjectionExpression="pk, sk",
+            Limit=limit,
+        )
+        return [(item["pk"]["S"], item["sk"]["S"][len(DOC_PREFIX) :]) for item in response.get("Items", [])]
 
     def get(self, tenant_id: str, document_id: str) -> Document | None:
         key = to_item({"pk": tenant_id, "sk": DOC_PREFIX + document_id})
         item = self._db.get_item(TableName=self._table, Key=key, ConsistentRead=True).get("Item")
         return _document(from_item(item)) if item else None
 
-    def list_documents(self, tenant_id: str) -> list[Document]:
-        items = query_all(
+    def page_documents(self, tenant_id: str, limit: int, cursor: str | None = None) -> Page[Document]:
+        """Newest first: document ids are time-ordered, so key order is creation order."""
+        items, next_cursor = query_page(
             self._db,
+            listing="documents",
+            fixed={"pk": tenant_id},
+            cursor_keys=("sk",),
+            limit=limit,
+            cursor=cursor,
             TableName=self._table,
             KeyConditionExpression="pk = :tenant AND begins_with(sk, :prefix)",
             ExpressionAttributeValues=values(tenant=tenant_id, prefix=DOC_PREFIX),
+            ScanIndexForward=False,
         )
-        return sorted((_document(item) for item in items), key=lambda d: d.created_at, reverse=True)
+        return Page([_document(item) for item in items], next_cursor)
 
     def claim(
         self, tenant_id: str, document_id: str, generation: str, previous: str | None, updated_at: datetime
@@ -68,7 +103,7 @@ class DocumentRepository:
             tenant_id,
             document_id,
             "SET #status = :status, generation = :generation, stage = :stage, chunks_embedded = :zero, "
-            "chunk_count = :zero, reason = :empty, updated_at = :updated_at",
+            "chunk_count = :zero, reason = :empty, updated_at = :updated_at REMOVE upload_pending",
             condition,
             params,
         )
@@ -102,7 +137,7 @@ class DocumentRepository:
         claimed): an older upload failing late never fails a newer one, nor a document being deleted."""
         params: dict[str, Any] = {"failed": DocumentStatus.FAILED.value, "reason": reason}
         params["updated_at"] = updated_at.isoformat()
-        expression = "SET #status = :failed, reason = :reason, updated_at = :updated_at REMOVE stage"
+        expression = "SET #status = :failed, reason = :reason, updated_at = :updated_at REMOVE stage, upload_pending"
         if generation is None:
             condition = "#status = :pending AND attribute_not_exists(generation)"
             self._update(tenant_id, document_id, expression, condition, {**params, "pending": "pending"})
@@ -194,5 +229,6 @@ class DocumentRepository:
 
 def _document(item: dict[str, Any]) -> Document:
     values_ = attributes(item)
+    values_.pop("upload_pending", None)
     values_["reason"] = values_.get("reason") or None
     return Document.model_validate(values_)

@@ -38,10 +38,6 @@ class UsageQueue:
             refused += [batch[int(failure["Id"])] for failure in response.get("Failed", [])]
         return refused
 
-    def check(self) -> None:
-        """Raises when the queue is unreachable (readiness probe)."""
-        self._sqs.get_queue_attributes(QueueUrl=self._queue_url, AttributeNames=["QueueArn"])
-
 
 class IngestionQueue:
     """The ingestion function's own queue: where it hands itself the rest of a large document."""

@@ -7,12 +7,15 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from shared.data.dynamo import attributes, from_item, is_condition_failure, query_all, scan_all, to_item, values
+from shared.data.dynamo import Page, attributes, from_item, is_condition_failure, query_all, query_page, to_item, values
 from shared.errors import Conflict, NotFound
 from shared.models import ApiKey, Tenant
+from shared.resources import TENANT_DIRECTORY
 
 PROFILE = "profile"
 KEY_PREFIX = "key#"
+# The partition of the tenant-directory index: every tenant's profile, and nothing else, carries it.
+DIRECTORY = "tenants"
 
 
 class TenantRepository:
@@ -21,7 +24,7 @@ class TenantRepository:
         self._table = table
 
     def create(self, tenant: Tenant) -> None:
-        item = {"pk": tenant.tenant_id, "sk": PROFILE, **tenant.model_dump(mode="json")}
+        item = _profile(tenant)
         try:
             self._db.put_item(TableName=self._table, Item=to_item(item), ConditionExpression="attribute_not_exists(pk)")
         except ClientError as error:
@@ -34,17 +37,33 @@ class TenantRepository:
         return _tenant(from_item(item)) if item else None
 
     def list_tenants(self) -> list[Tenant]:
-        # An admin-only listing over a small table; tenants are few compared with their data.
-        items = scan_all(
+        """Every tenant, oldest first (billing and the outbox drain walk them all)."""
+        items = query_all(self._db, **self._directory_query())
+        return [_tenant(item) for item in items]
+
+    def page_tenants(self, limit: int, cursor: str | None = None) -> Page[Tenant]:
+        """Oldest first, a page at a time, from the tenant-directory index."""
+        items, next_cursor = query_page(
             self._db,
-            TableName=self._table,
-            FilterExpression="sk = :profile",
-            ExpressionAttributeValues=values(profile=PROFILE),
+            listing="tenants",
+            fixed={"directory": DIRECTORY},
+            cursor_keys=("pk", "sk", "tenant_id"),
+            limit=limit,
+            cursor=cursor,
+            **self._directory_query(),
         )
-        return sorted((_tenant(item) for item in items), key=lambda t: t.created_at)
+        return Page([_tenant(item) for item in items], next_cursor)
+
+    def _directory_query(self) -> dict[str, Any]:
+        return {
+            "TableName": self._table,
+            "IndexName": TENANT_DIRECTORY.name,
+            "KeyConditionExpression": "directory = :directory",
+            "ExpressionAttributeValues": values(directory=DIRECTORY),
+        }
 
     def update(self, tenant: Tenant) -> None:
-        item = {"pk": tenant.tenant_id, "sk": PROFILE, **tenant.model_dump(mode="json")}
+        item = _profile(tenant)
         try:
             self._db.put_item(TableName=self._table, Item=to_item(item), ConditionExpression="attribute_exists(pk)")
         except ClientError as error:
@@ -85,8 +104,14 @@ class TenantRepository:
             raise
 
 
+def _profile(tenant: Tenant) -> dict[str, Any]:
+    return {"pk": tenant.tenant_id, "sk": PROFILE, "directory": DIRECTORY, **tenant.model_dump(mode="json")}
+
+
 def _tenant(item: dict[str, Any]) -> Tenant:
-    return Tenant.model_validate(attributes(item))
+    values_ = attributes(item)
+    values_.pop("directory", None)
+    return Tenant.model_validate(values_)
 
 
 def _key(item: dict[str, Any]) -> ApiKey:

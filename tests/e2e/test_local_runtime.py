@@ -49,11 +49,24 @@ class LocalProcess:
                 time.sleep(0.3)
         raise RuntimeError(f"local runtime did not start in {STARTUP_SECONDS}s:\n{log.read_text()[-3000:]}")
 
+    def children(self) -> list[int]:
+        """The processes it started (DynamoDB Local)."""
+        found: list[int] = []
+        for task in Path(f"/proc/{self.process.pid}/task").glob("*/children"):
+            found += [int(pid) for pid in task.read_text().split()]
+        return found
+
     def interrupt(self) -> int:
-        """Ctrl-C, as a developer would press it; returns the exit code."""
+        """Ctrl-C, as a developer would press it; returns the exit code once it and its children are gone."""
+        children = self.children()
         self.process.send_signal(signal.SIGINT)
         try:
-            return self.process.wait(timeout=30)
+            code = self.process.wait(timeout=30)
+            deadline = time.monotonic() + 30
+            while any(alive(pid) for pid in children) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not any(alive(pid) for pid in children), "DynamoDB Local outlived the runtime"
+            return code
         finally:
             self._out.close()
 
@@ -61,6 +74,13 @@ class LocalProcess:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+
+def alive(pid: int) -> bool:
+    try:
+        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
 
 
 @pytest.fixture
@@ -155,9 +175,11 @@ def test_the_whole_journey_over_http_then_a_restart_keeps_the_state(
     assert check.returncode == 0, check.stdout + check.stderr
     assert "reconciled" in check.stdout and tenant_id in check.stdout
 
-    # Ctrl-C stops everything cleanly
+    # Ctrl-C stops everything cleanly, DynamoDB Local included, whose own files keep the tables
+    assert runtime.children(), "DynamoDB Local runs as the runtime's child"
     assert runtime.interrupt() == 0
     assert "Stopped." in runtime.log.read_text()
+    assert list((data_dir / "dynamodb").glob("*.db"))
 
     # A restart with the same DOCUCHAT_DATA_DIR finds the tenant, its key, document and invoice again
     again = LocalProcess(free_port(), data_dir, tmp_path / "second.log")
@@ -169,3 +191,27 @@ def test_the_whole_journey_over_http_then_a_restart_keeps_the_state(
         assert again.interrupt() == 0
     finally:
         again.kill()
+
+
+def test_a_dead_database_makes_readiness_and_the_api_say_503_and_ctrl_c_still_stops(tmp_path: Path) -> None:
+    runtime = LocalProcess(free_port(), None, tmp_path / "run.log")
+    try:
+        api = httpx.Client(base_url=runtime.url, timeout=30)
+        admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+        assert api.get("/health/ready").status_code == 200
+        # Given DynamoDB Local dies under the running system
+        [dynamodb] = runtime.children()
+        os.kill(dynamodb, signal.SIGKILL)
+        assert eventually(lambda: not alive(dynamodb), timeout=10)
+
+        # Then readiness says which dependency failed, and the API answers 503 with Retry-After, not a hang
+        ready = api.get("/health/ready")
+        assert ready.status_code == 503 and ready.json()["checks"]["dynamodb"].startswith("failed"), ready.text
+        reply = api.get("/v1/admin/tenants", headers=admin)
+        assert reply.status_code == 503 and reply.headers["retry-after"] == "1", reply.text
+        assert reply.json()["error"]["code"] == "service_unavailable"
+
+        # And Ctrl-C still stops what is left
+        assert runtime.interrupt() == 0
+    finally:
+        runtime.kill()

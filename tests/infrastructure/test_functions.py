@@ -27,7 +27,7 @@ TABLE_ACCESS = {
     "billing": ({"tenants"}, {"usage", "billing"}),
 }
 # Functions a schedule invokes: each may report a run that kept failing to its schedule's dead-letter queue.
-SCHEDULED_FUNCTIONS = {"billing", "metering"}
+SCHEDULED_FUNCTIONS = {"billing", "metering", "ingestion"}
 
 
 def test_there_are_exactly_the_four_functions_of_the_specs(synthesized: SynthesizedStage) -> None:

@@ -1,4 +1,5 @@
-"""The schedules: nightly billing, the reconciliation after it and the outbox drain, each with a watched DLQ."""
+"""The schedules: nightly billing, the reconciliation after it, the outbox drain and the upload sweep, each with a
+watched DLQ."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ SCHEDULES = {
     "nightly-billing": ("billing", {"source": "docuchat.schedule"}),
     "reconciliation": ("billing", {"source": "docuchat.reconcile"}),
     "outbox-drain": ("metering", {"source": "docuchat.outbox-drain"}),
+    "upload-sweep": ("ingestion", {"source": "docuchat.upload-sweep"}),
 }
 SCHEDULE_NAMES = sorted(SCHEDULES)
 SCHEDULED_FUNCTIONS = sorted({function_id for function_id, _ in SCHEDULES.values()})

@@ -109,3 +109,23 @@ def test_a_key_is_shown_once_and_stored_only_as_a_hash(harness: Harness) -> None
     assert listed.json["keys"][0]["prefix"] == "_".join(key.split("_")[:3])
     stored = harness.container.aws.dynamodb.scan(TableName=harness.container.settings.tenants_table)["Items"]
     assert all(key not in str(item) for item in stored)
+
+
+def test_an_unreachable_database_is_a_503_with_retry_after_and_readiness_says_so(
+    function_env: dict[str, str], clock: object
+) -> None:
+    # Given the functions' container pointed at a DynamoDB that does not answer (nothing listens on port 9)
+    from shared.container import Container, load_settings
+    from tests.support.harness import Harness
+
+    harness = Harness(Container(load_settings(dynamodb_endpoint_url="http://127.0.0.1:9")), function_env)
+
+    # When a tenant calls, and when readiness is asked
+    reply = harness.call("GET", "/v1/documents", key="dc_t0123456789_k0123456789_" + "x" * 43)
+    ready = harness.call("GET", "/health/ready")
+
+    # Then the call is a 503 telling when to retry, not a 500; readiness names the failed dependency
+    assert_error(reply, 503, "service_unavailable")
+    assert reply.headers["retry-after"] == "1"
+    assert ready.status == 503
+    assert ready.json["checks"]["dynamodb"].startswith("failed") and ready.json["checks"]["sqs"] == "ok"

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -197,6 +199,38 @@ def test_the_warm_index_is_reused_until_the_manifest_version_moves(
     assert answer["citations"][0]["title"] == "Travel"
     # Only the new document's segment was fetched; the one already held was kept
     assert len([k for k in fetched if k.startswith("vectors/") and "/part-" not in k]) == 2
+
+
+def test_many_threads_asking_for_a_cold_index_load_it_once(
+    any_harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a tenant with a document, and no warm index yet
+    tenant_id, key = any_harness.new_tenant()
+    any_harness.call("POST", "/v1/documents", {"title": "Handbook", "text": HANDBOOK}, key=key)
+    any_harness.drain("ingestion")
+    store = any_harness.container.vectors
+    loads: list[str] = []
+    load = store._load
+
+    def counting(tenant: str, previous: Any) -> Any:
+        loads.append(tenant)
+        return load(tenant, previous)
+
+    monkeypatch.setattr(store, "_load", counting)
+
+    # When 16 threads ask for its index at the same moment
+    barrier = threading.Barrier(16)
+
+    def ask(_: int) -> Any:
+        barrier.wait()
+        return store.index(tenant_id)
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        indexes = list(pool.map(ask, range(16)))
+
+    # Then it was loaded once, and every thread got that one index
+    assert loads == [tenant_id]
+    assert all(index is indexes[0] for index in indexes) and indexes[0].rows > 0
 
 
 def test_one_tenant_never_sees_another_tenants_documents(harness: Harness) -> None:

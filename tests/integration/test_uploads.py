@@ -8,6 +8,8 @@ import httpx
 import pytest
 
 from functions.ingestion import handler as ingestion
+from local.lambda_runtime import LocalLambdaContext
+from tests.conftest import FrozenClock
 from tests.support.files import encrypted, pdf
 from tests.support.harness import Harness
 
@@ -138,3 +140,74 @@ def test_a_document_deleted_while_it_is_processed_leaves_no_chunks(
     assert harness.queued("ingestion") == 0  # nothing failed, nothing comes back
     assert harness.container.documents.list_chunks(tenant_id) == []
     assert harness.call("GET", f"/v1/documents/{created['document_id']}", key=key).status == 404
+
+
+def sweep(harness: Harness) -> Any:
+    # The input the upload-sweep schedule passes to the ingestion function (stacks/schedule.py).
+    return ingestion.handler({"source": "docuchat.upload-sweep"}, LocalLambdaContext("ingestion"))
+
+
+def ask_for_upload(harness: Harness, key: str, body: bytes) -> dict[str, Any]:
+    created = harness.call(
+        "POST", "/v1/documents", {"title": "Late", "size_bytes": len(body), "content_type": "text/plain"}, key=key
+    )
+    assert created.status == 202, created
+    return dict(created.json)
+
+
+def test_an_upload_that_never_arrives_fails_once_its_url_has_expired(any_harness: Harness, clock: FrozenClock) -> None:
+    harness = any_harness
+    # Given a document waiting for a file that is never sent
+    _, key = harness.new_tenant()
+    document = ask_for_upload(harness, key, b"never sent")
+    assert document["upload_expires_at"] == document["upload"]["expires_at"]
+
+    # When the sweep runs while the URL is still valid, and again just after it expired: nothing changes yet
+    assert sweep(harness) == {"failed": 0, "requeued": 0}
+    clock.advance(seconds=harness.container.settings.upload_url_seconds + 60)
+    assert sweep(harness) == {"failed": 0, "requeued": 0}
+
+    # When it runs once the grace after expiry has passed too
+    clock.advance(minutes=5)
+    assert sweep(harness) == {"failed": 1, "requeued": 0}
+
+    # Then the document is failed with the reason, and the next sweep leaves it alone
+    got = harness.call("GET", f"/v1/documents/{document['document_id']}", key=key).json
+    assert got["status"] == "failed" and got["reason"] == "the upload never arrived", got
+    assert sweep(harness) == {"failed": 0, "requeued": 0}
+
+
+def test_a_file_whose_notification_was_lost_is_ingested_by_the_sweep(harness: Harness, clock: FrozenClock) -> None:
+    # Given a file that was uploaded, but whose S3 notification never reached ingestion
+    _, key = harness.new_tenant()
+    body = b"The late shipment arrives on Thursday."
+    document = ask_for_upload(harness, key, body)
+    put = httpx.put(document["upload"]["url"], content=body, headers=document["upload"]["headers"])
+    assert put.status_code == 200, put.text
+    harness.container.aws.sqs.purge_queue(QueueUrl=harness.env["DOCUCHAT_INGESTION_QUEUE_URL"])
+
+    # When the sweep finds it after its URL expired
+    clock.advance(seconds=harness.container.settings.upload_url_seconds + 600)
+    assert sweep(harness) == {"failed": 0, "requeued": 1}
+    harness.drain("ingestion")
+
+    # Then it was handed to ingestion, as S3 would have, and is ready; the sweep has nothing left to do
+    got = harness.call("GET", f"/v1/documents/{document['document_id']}", key=key).json
+    assert got["status"] == "ready", got
+    assert sweep(harness) == {"failed": 0, "requeued": 0}
+
+
+def test_documents_whose_file_came_are_never_swept(harness: Harness, clock: FrozenClock) -> None:
+    # Given an inline document and an uploaded one, both ingested
+    _, key = harness.new_tenant()
+    inline = harness.call("POST", "/v1/documents", {"title": "Inline", "text": "Open all week."}, key=key).json
+    uploaded = upload(harness, key, "File", b"Closed on Sundays.", "text/plain")
+    harness.drain("ingestion")
+
+    # When the sweep runs long after their URLs expired
+    clock.advance(days=1)
+
+    # Then it finds nothing to do, and both stay ready
+    assert sweep(harness) == {"failed": 0, "requeued": 0}
+    for document in (inline, uploaded):
+        assert harness.call("GET", f"/v1/documents/{document['document_id']}", key=key).json["status"] == "ready"

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Response
 
-from functions.chat.deps import Services, admin, known_id
+from functions.chat.deps import PageParams, Services, admin, known_id
 from functions.chat.schemas import (
     BillingRunRequest,
     BillingRunsOut,
@@ -16,6 +16,7 @@ from functions.chat.schemas import (
     KeyOut,
     ReconciliationOut,
     TenantCreate,
+    TenantList,
     TenantOut,
     TenantUpdate,
 )
@@ -41,9 +42,11 @@ def create_tenant(body: TenantCreate, services: Services) -> TenantOut:
     return TenantOut(tenant=tenant)
 
 
-@router.get("/tenants")
-def list_tenants(services: Services) -> dict[str, list[Tenant]]:
-    return {"tenants": services.tenants.list_tenants()}
+@router.get("/tenants", response_model=TenantList)
+def list_tenants(services: Services, page: PageParams) -> TenantList:
+    """Oldest first, a page at a time: pass `next_cursor` back as `cursor` for the next page."""
+    found = services.tenants.page_tenants(page.limit, page.cursor)
+    return TenantList(tenants=found.items, next_cursor=found.next_cursor)
 
 
 @router.patch("/tenants/{tenant_id}", response_model=TenantOut)

@@ -6,8 +6,8 @@ from datetime import date, timedelta
 
 from fastapi import APIRouter
 
-from functions.chat.deps import Caller, Services
-from functions.chat.schemas import InvoiceOut, UsageDay, UsageOut
+from functions.chat.deps import Caller, PageParams, Services
+from functions.chat.schemas import InvoiceList, InvoiceOut, UsageDay, UsageOut
 from shared.billing import parse_invoice_id
 from shared.errors import InvalidInput, NotFound
 from shared.metering import billing_day
@@ -40,9 +40,11 @@ def usage(caller: Caller, services: Services, start: date | None = None, end: da
     return UsageOut(start=start, end=end, days=days, total_tokens=sum(d.total_tokens for d in days))
 
 
-@router.get("/invoices")
-def list_invoices(caller: Caller, services: Services) -> dict[str, list[InvoiceOut]]:
-    return {"invoices": [InvoiceOut.of(i) for i in services.billing.list_invoices(caller.tenant_id)]}
+@router.get("/invoices", response_model=InvoiceList)
+def list_invoices(caller: Caller, services: Services, page: PageParams) -> InvoiceList:
+    """Newest period first, a page at a time: pass `next_cursor` back as `cursor` for the next page."""
+    found = services.billing.page_invoices(caller.tenant_id, page.limit, page.cursor)
+    return InvoiceList(invoices=[InvoiceOut.of(i) for i in found.items], next_cursor=found.next_cursor)
 
 
 @router.get("/invoices/{invoice_id}", response_model=InvoiceOut)

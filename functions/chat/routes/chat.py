@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from functions.chat.deps import Caller, RequestId, Services, known_id
-from functions.chat.schemas import ChatRequest, ChatResponse, ConversationOut, MessageOut, TokenUsage
+from functions.chat.deps import Caller, PageParams, RequestId, Services, known_id
+from functions.chat.schemas import (
+    ChatRequest,
+    ChatResponse,
+    ConversationList,
+    ConversationOut,
+    MessageOut,
+    TokenUsage,
+)
 from shared.errors import NotFound
 from shared.models import Conversation
 
@@ -41,9 +48,11 @@ def _out(conversation: Conversation, with_messages: bool) -> ConversationOut:
     )
 
 
-@router.get("/conversations")
-def list_conversations(caller: Caller, services: Services) -> dict[str, list[ConversationOut]]:
-    return {"conversations": [_out(c, False) for c in services.conversations.list_conversations(caller.tenant_id)]}
+@router.get("/conversations", response_model=ConversationList)
+def list_conversations(caller: Caller, services: Services, page: PageParams) -> ConversationList:
+    """Most recently updated first, a page at a time: pass `next_cursor` back as `cursor` for the next page."""
+    found = services.conversations.page_conversations(caller.tenant_id, page.limit, page.cursor)
+    return ConversationList(conversations=[_out(c, False) for c in found.items], next_cursor=found.next_cursor)
 
 
 @router.get("/conversations/{conversation_id}", response_model=ConversationOut)

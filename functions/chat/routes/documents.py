@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from functions.chat.deps import Caller, Services, known_id
-from functions.chat.schemas import DocumentCreate, DocumentOut, UploadTarget
+from functions.chat.deps import Caller, PageParams, Services, known_id
+from functions.chat.schemas import DocumentCreate, DocumentList, DocumentOut, UploadTarget
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
 
@@ -25,9 +25,11 @@ def create_document(body: DocumentCreate, caller: Caller, services: Services) ->
     return DocumentOut.of(document, UploadTarget(url=url, headers=headers, expires_at=expires_at))
 
 
-@router.get("")
-def list_documents(caller: Caller, services: Services) -> dict[str, list[DocumentOut]]:
-    return {"documents": [DocumentOut.of(d) for d in services.document_service.list_documents(caller)]}
+@router.get("", response_model=DocumentList)
+def list_documents(caller: Caller, services: Services, page: PageParams) -> DocumentList:
+    """Newest first, a page at a time: pass `next_cursor` back as `cursor` for the next page."""
+    found = services.document_service.page_documents(caller, page.limit, page.cursor)
+    return DocumentList(documents=[DocumentOut.of(d) for d in found.items], next_cursor=found.next_cursor)
 
 
 @router.get("/{document_id}", response_model=DocumentOut)

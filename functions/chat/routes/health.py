@@ -19,18 +19,8 @@ def health(services: Services) -> dict[str, str]:
 
 @router.get("/health/ready")
 def ready(services: Services) -> JSONResponse:
-    """Checks DynamoDB, SQS and the LLM settings; 503 when a dependency is not usable."""
-    checks: dict[str, Any] = {}
-    try:
-        services.tenants.get("t00000000")
-        checks["dynamodb"] = "ok"
-    except Exception as error:
-        checks["dynamodb"] = f"failed: {type(error).__name__}"
-    try:
-        services.usage_queue.check()
-        checks["sqs"] = "ok"
-    except Exception as error:
-        checks["sqs"] = f"failed: {type(error).__name__}"
+    """Checks DynamoDB, SQS and the LLM settings, with one quick call each; 503 when a dependency is not usable."""
+    checks: dict[str, Any] = services.aws.probes.check()
     settings = services.settings
     checks["llm"] = (
         f"openai ({settings.llm_model}{', ' + settings.openai_base_url if settings.openai_base_url else ''})"
