@@ -90,7 +90,7 @@ def test_conversations_page_by_last_activity(harness: Harness, clock: FrozenCloc
 
 def test_invoices_page_newest_period_first(harness: Harness, clock: FrozenClock) -> None:
     # Given a tenant billed on three days
-    tenant_id, key = harness.new_tenant()
+    _, key = harness.new_tenant()
     days = []
     for _ in range(3):
         harness.call("POST", "/v1/chat", {"message": "hello", "use_documents": False}, key=key)
