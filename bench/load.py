@@ -29,9 +29,6 @@ import os
 import platform
 import random
 import secrets
-import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -46,12 +43,13 @@ from urllib.parse import urlparse
 
 import httpx
 
+from local.process import LocalProcess, children
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CORPUS_DIR = REPO_ROOT / "bench" / "quality" / "corpus"
 QUESTIONS_FILE = REPO_ROOT / "bench" / "quality" / "questions.json"
 RESULTS_FILE = REPO_ROOT / "bench" / "results" / "load.json"
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
-STARTUP_SECONDS = 120
 READY_SECONDS = 300
 METERING_SECONDS = 120
 WARMUP_SECONDS = 10
@@ -144,75 +142,6 @@ def _percentile(sorted_values: list[float], percent: float) -> float | None:
 # --- the system under load -----------------------------------------------------------------------------------------
 
 
-class LocalRuntime:
-    """`python -m local` as a child process, on a free loopback port, in memory."""
-
-    def __init__(self, admin_key: str, log_path: Path) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.admin_key = admin_key
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCUCHAT_", "OPENAI_", "POWERTOOLS_"))}
-        env |= {"PORT": str(self.port), "DOCUCHAT_ADMIN_KEY": admin_key}
-        self._log = log_path.open("w")
-        self.log_path = log_path
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "local"], cwd=REPO_ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
-        )
-        self.stop_seconds: float | None = None
-
-    def wait_until_ready(self) -> None:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the local runtime exited early:\n{self.log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/health/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.3)
-        raise RuntimeError(f"the local runtime did not get ready in {STARTUP_SECONDS} s")
-
-    def stop(self) -> None:
-        """Ctrl-C's signal, timed until every process it started is gone."""
-        if self.process.poll() is None:
-            children = _children(self.process.pid)
-            began = time.monotonic()
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=60)
-                while any(_alive(pid) for pid in children) and time.monotonic() - began < 60:
-                    time.sleep(0.05)
-                self.stop_seconds = round(time.monotonic() - began, 2)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        self._log.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _children(pid: int) -> list[int]:
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*/children"):
-        try:
-            found += [int(child) for child in task.read_text().split()]
-        except OSError:
-            continue
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return False
-    return "\nState:\tZ" not in status
-
-
 def _rss_mb(pid: int) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -233,7 +162,7 @@ class MemorySampler(threading.Thread):
         self.samples: list[tuple[float, float]] = []  # (monotonic time, MB)
 
     def now_mb(self) -> float:
-        return _rss_mb(self._pid) + sum(_rss_mb(child) for child in _children(self._pid))
+        return _rss_mb(self._pid) + sum(_rss_mb(child) for child in children(self._pid))
 
     def run(self) -> None:
         while not self._stop.wait(1.0):
@@ -446,7 +375,7 @@ def _chat_tokens(days: list[dict[str, Any]], chat_models: set[str]) -> int:
 
 
 @contextmanager
-def system_under_load(options: LoadOptions, log_dir: Path) -> Iterator[tuple[str, str, LocalRuntime | None]]:
+def system_under_load(options: LoadOptions, log_dir: Path) -> Iterator[tuple[str, str, LocalProcess | None]]:
     if options.url:
         host = urlparse(options.url).hostname or ""
         if host not in LOOPBACK_HOSTS:
@@ -455,12 +384,15 @@ def system_under_load(options: LoadOptions, log_dir: Path) -> Iterator[tuple[str
             raise SystemExit("--url needs the running system's admin key in DOCUCHAT_ADMIN_KEY")
         yield options.url, options.admin_key, None
         return
-    runtime = LocalRuntime("dca_load_" + secrets.token_urlsafe(18), log_dir / "local-runtime.log")
+    runtime = LocalProcess(log_dir / "local-runtime.log", "dca_load_" + secrets.token_urlsafe(18))
     try:
-        runtime.wait_until_ready()
+        runtime.wait_until_up("/health/ready")
         yield runtime.url, runtime.admin_key, runtime
     finally:
-        runtime.stop()
+        try:
+            runtime.interrupt()
+        finally:
+            runtime.kill()
 
 
 def run(options: LoadOptions, progress: Callable[[str], None] = print, log_dir: Path | None = None) -> dict[str, Any]:

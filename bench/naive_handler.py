@@ -21,11 +21,10 @@ from fastapi import FastAPI
 from mangum import Mangum
 
 from functions.chat.app import create_app
-from shared.chat import ChatService
+from shared.chat.responders import OpenAIUpstream
+from shared.chat.router import Breakers, ModelRouter, RetryPolicy
 from shared.container import Container, load_settings
 from shared.embeddings import OpenAIEmbedder
-from shared.llm import OpenAIResponder
-from shared.retrieval import HybridRetriever
 from shared.settings import Settings
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "docuchat"))
@@ -46,8 +45,8 @@ llm = openai.OpenAI(
 )
 
 
-class PrebuiltClientResponder(OpenAIResponder):
-    """The OpenAI responder around the client built above, so a request builds no second one."""
+class PrebuiltClientUpstream(OpenAIUpstream):
+    """The OpenAI upstream around the client built above, so a request builds no second one."""
 
     def __init__(self, settings: Settings, client: openai.OpenAI) -> None:
         super().__init__(settings)
@@ -66,14 +65,12 @@ container = Container(settings)
 # Fill the container's lazy slots with the eagerly built clients (cached_property caches live in __dict__).
 vars(container.aws).update(dynamodb=dynamodb, sqs=sqs, s3=s3)
 vars(container)["embedder"] = PrebuiltClientEmbedder(settings, llm)
-vars(container)["chat"] = ChatService(
-    settings,
-    HybridRetriever(settings, container.vectors, container.embedder, container.documents),
-    container.conversations,
-    container.usage_sink,
-    PrebuiltClientResponder(settings, llm),
-    container.clock,
+vars(container)["model_router"] = ModelRouter(
+    PrebuiltClientUpstream(settings, llm),
+    Breakers(settings.llm_breaker_failures, settings.llm_breaker_cooldown_seconds),
+    RetryPolicy(retries=settings.llm_max_retries, max_wait=settings.llm_retry_max_wait_seconds),
 )
+container.chat  # built now, as an eager handler does  # noqa: B018
 app: FastAPI = create_app(container)
 asgi = Mangum(app, lifespan="off")
 

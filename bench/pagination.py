@@ -17,6 +17,7 @@ import statistics
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -103,8 +104,8 @@ def run(documents: int, out: Path | None) -> dict[str, Any]:
             assert len(page.items) == min(PAGE, count)
             results[label] = {
                 "documents": count,
-                "first_page_ms": median_ms(lambda t=tenant_id: repository.page_documents(t, PAGE)),
-                "read_all_then_sort_ms": median_ms(lambda t=tenant_id: read_all_then_sort(client, table, t)),
+                "first_page_ms": median_ms(partial(repository.page_documents, tenant_id, PAGE)),
+                "read_all_then_sort_ms": median_ms(partial(read_all_then_sort, client, table, tenant_id)),
             }
             print(f"{count:>6} documents: {results[label]}", flush=True)
     result = {

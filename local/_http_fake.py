@@ -11,7 +11,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType, TracebackType
@@ -48,6 +48,9 @@ class FakeResponse:
     status: int
     body: Any = None  # anything json.dumps takes; None sends an empty body
     headers: dict[str, str] = field(default_factory=dict)
+    # A streamed body instead: each piece is sent (chunked) as soon as it is made. A piece of None drops the
+    # connection there, without ending the body: an upstream that dies mid-stream.
+    pieces: Iterable[bytes | None] | None = None
 
 
 class LoopbackFake:
@@ -73,7 +76,7 @@ class LoopbackFake:
         if self._server is not None:
             return self
         self._stopping.clear()
-        server = ThreadingHTTPServer((LOOPBACK, self._requested_port), _Handler)
+        server = _QuietServer((LOOPBACK, self._requested_port), _Handler)
         server.daemon_threads = True
         server.fake = self  # type: ignore[attr-defined]
         self._server = server
@@ -159,6 +162,13 @@ class LoopbackFake:
         return self.handle(request)
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up (a test's timeout, a dropped stream) is expected here, not worth a traceback."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "LoopbackFake/1"
@@ -190,6 +200,9 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _dispatch
 
     def _send(self, response: FakeResponse) -> None:
+        if response.pieces is not None:
+            self._send_pieces(response)
+            return
         payload = b"" if response.body is None else json.dumps(response.body).encode("utf-8")
         try:
             self.send_response(response.status)
@@ -202,6 +215,26 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(payload)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the client gave up (a timeout test); nothing to tell it
+
+    def _send_pieces(self, response: FakeResponse) -> None:
+        assert response.pieces is not None
+        try:
+            self.send_response(response.status)
+            self.send_header("Transfer-Encoding", "chunked")
+            for name, value in response.headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.flush()
+            for piece in response.pieces:
+                if piece is None:  # die mid-stream: no closing chunk, the connection just goes
+                    self.close_connection = True
+                    return
+                self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client hung up mid-stream
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: tests assert on `.requests` / `.calls` rather than reading access logs."""

@@ -9,15 +9,21 @@ What it answers:
   characters (whitespace collapsed) of the last user message; if that message has a line starting "Context:"
   (the RAG prompt's shape), the quote starts after "Context:" so the answer shows which passages it was given.
   Usage counts about one token per four characters (at least one per message). `max_tokens` /
-  `max_completion_tokens` truncate the answer with finish_reason "length". `stream: true` is refused (400).
+  `max_completion_tokens` truncate the answer with finish_reason "length". `stream: true` streams it as
+  `chat.completion.chunk`s, a word or so each (`chunk_delay_seconds` apart: a slow model), then the usage
+  chunk when `stream_options.include_usage` asks for it, then `data: [DONE]`.
 - POST /v1/embeddings: unit vectors built by feature hashing (each word, and the whole text, adds ±1 at a few
   hash-chosen positions), so equal texts get equal vectors and texts sharing words are closer than unrelated ones.
   `dimensions` is honoured (default 1536); `encoding_format` "float" or "base64" (the official client asks base64).
 - GET /v1/models and /v1/models/{id}.
 
 Errors use OpenAI's shape {"error": {"message", "type", "param", "code"}}: 401 without `Authorization: Bearer`,
-400 for malformed JSON or invalid parameters, 404 for unknown paths. Injected failures (`fail_next`) carry
-`retry-after-ms: 10` so the official client's retries are fast in tests.
+400 for malformed JSON or invalid parameters, 404 for unknown paths. Injected failures (`fail_next`, and
+`fail_model` for one model) carry `retry-after-ms: 10` so retries are fast in tests; `break_next_stream`
+makes a stream die after a few chunks, by dropping the connection or by sending an error event.
+
+`served` lists the usage of every completion it made (streamed ones included, whether or not the client read
+them to the end): what a test compares metering against.
 """
 
 from __future__ import annotations
@@ -26,11 +32,12 @@ import argparse
 import base64
 import hashlib
 import itertools
+import json
 import math
 import re
 import struct
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any
 
 from local._http_fake import FakeRequest, FakeResponse, LoopbackFake, run_cli
@@ -121,12 +128,17 @@ class FakeOpenAI(LoopbackFake):
         api_keys: Collection[str] | None = None,
         models: Sequence[str] = DEFAULT_MODELS,
         responder: Responder = fake_reply,
+        chunk_delay_seconds: float = 0.0,
     ) -> None:
         super().__init__(port=port, delay_seconds=delay_seconds)
         self.api_keys = None if api_keys is None else frozenset(api_keys)
         self.models = tuple(models)
         self.responder = responder
+        self.chunk_delay_seconds = chunk_delay_seconds
         self.requests: list[tuple[str, Any, dict[str, str]]] = []
+        self.served: list[dict[str, Any]] = []  # {model, prompt_tokens, completion_tokens, stream}
+        self._failing_models: dict[str, tuple[int, int | None]] = {}  # model -> (status, failures left; None: all)
+        self._breaks: list[tuple[int, str]] = []  # (content chunks before the break, "drop" | "error")
         self._ids = itertools.count(1)
         self._routes: dict[tuple[str, str], Callable[[Any], dict[str, Any]]] = {
             ("POST", "/v1/chat/completions"): self._chat_completion,
@@ -147,6 +159,29 @@ class FakeOpenAI(LoopbackFake):
         response.headers["retry-after-ms"] = "10"
         return response
 
+    def fail_model(self, model: str, status: int = 500, count: int | None = None) -> None:
+        """Requests for `model` get `status` (all of them, or the next `count`); other models answer."""
+        self._failing_models[model] = (status, count)
+
+    def heal_model(self, model: str) -> None:
+        self._failing_models.pop(model, None)
+
+    def break_next_stream(self, after_chunks: int = 3, how: str = "drop") -> None:
+        """The next stream stops after `after_chunks` content chunks: "drop" closes the connection mid-body,
+        "error" sends an error event first (as OpenAI does when it fails mid-stream)."""
+        self._breaks.append((after_chunks, how))
+
+    def _model_failure(self, body: Any) -> FakeResponse | None:
+        model = body.get("model") if isinstance(body, dict) else None
+        if model not in self._failing_models:
+            return None
+        status, left = self._failing_models[model]
+        if left is not None:
+            if left <= 0:
+                return None
+            self._failing_models[model] = (status, left - 1)
+        return self.failure_response(status)
+
     def handle(self, request: FakeRequest) -> FakeResponse:
         unauthorized = self._check_key(request.headers.get("authorization", ""))
         if unauthorized is not None:
@@ -163,7 +198,12 @@ class FakeOpenAI(LoopbackFake):
             return openai_error(400, "We could not parse the JSON body of your request.", "invalid_request_error")
         if request.method == "POST" and not isinstance(body, dict):
             return openai_error(400, "The request body must be a JSON object.", "invalid_request_error")
+        failure = self._model_failure(body) if request.path == "/v1/chat/completions" else None
+        if failure is not None:
+            return failure
         try:
+            if request.path == "/v1/chat/completions" and isinstance(body, dict) and body.get("stream"):
+                return self._stream(body)
             return FakeResponse(200, route(body))
         except InvalidRequest as error:
             return openai_error(400, str(error), "invalid_request_error", error.param, error.code)
@@ -178,19 +218,74 @@ class FakeOpenAI(LoopbackFake):
             return openai_error(401, "Incorrect API key provided.", "invalid_request_error", code="invalid_api_key")
         return None
 
-    def _chat_completion(self, body: dict[str, Any]) -> dict[str, Any]:
+    def _answer(self, body: dict[str, Any], stream: bool) -> tuple[str, str, str, int, int]:
+        """(model, content, finish reason, prompt tokens, completion tokens) of a request, recorded as served."""
         model = _required_string(body, "model")
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
             raise InvalidRequest("'messages' must be a non-empty array of message objects.", "messages")
-        if body.get("stream"):
-            raise InvalidRequest("FakeOpenAI supports stream: false only.", "stream", "unsupported_value")
         content, finish_reason = self.responder(messages), "stop"
         limit = body.get("max_completion_tokens", body.get("max_tokens"))
         if isinstance(limit, int) and limit > 0 and count_tokens(content) > limit:
             content, finish_reason = content[: limit * 4], "length"
         prompt_tokens = sum(count_tokens(message_text(m)) for m in messages)
         completion_tokens = count_tokens(content)
+        served = {"model": model, "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}
+        self.served.append({**served, "stream": stream})
+        return model, content, finish_reason, prompt_tokens, completion_tokens
+
+    def _stream(self, body: dict[str, Any]) -> FakeResponse:
+        model, content, finish_reason, prompt_tokens, completion_tokens = self._answer(body, stream=True)
+        options = body.get("stream_options") or {}
+        include_usage = isinstance(options, dict) and options.get("include_usage") is True
+        breaking = self._breaks.pop(0) if self._breaks else None
+        frame = {
+            "id": f"chatcmpl-fake{next(self._ids):08d}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+            "system_fingerprint": "fp_fake",
+        }
+        words = re.findall(r"\S+\s*", content) or [content]
+
+        def event(data: Any) -> bytes:
+            return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n".encode()
+
+        def pieces() -> Iterator[bytes | None]:
+            yield event({**frame, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]})
+            for number, word in enumerate(words):
+                if breaking is not None and number == breaking[0]:
+                    if breaking[1] == "error":
+                        yield event(
+                            {
+                                "error": {
+                                    "message": "The server had an error while streaming.",
+                                    "type": "server_error",
+                                    "param": None,
+                                    "code": None,
+                                }
+                            }
+                        )
+                    yield None
+                    return
+                if self.chunk_delay_seconds and self._stopping.wait(self.chunk_delay_seconds):
+                    return
+                delta = {"index": 0, "delta": {"content": word}, "finish_reason": None}
+                yield event({**frame, "choices": [delta]})
+            yield event({**frame, "choices": [{"index": 0, "delta": {}, "finish_reason": finish_reason}]})
+            if include_usage:
+                usage = {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": prompt_tokens + completion_tokens,
+                }
+                yield event({**frame, "choices": [], "usage": usage})
+            yield event("[DONE]")
+
+        return FakeResponse(200, headers={"Content-Type": "text/event-stream"}, pieces=pieces())
+
+    def _chat_completion(self, body: dict[str, Any]) -> dict[str, Any]:
+        model, content, finish_reason, prompt_tokens, completion_tokens = self._answer(body, stream=False)
         return {
             "id": f"chatcmpl-fake{next(self._ids):08d}",
             "object": "chat.completion",

@@ -28,6 +28,17 @@ WORKER_GRACE_SECONDS = 4
 # DynamoDB Local's JVM: full JIT for throughput under load, a bounded heap, and the serial collector, which
 # keeps the footprint small on a laptop (the tables of an in-memory run live in SQLite, outside the heap).
 DYNAMODB_JVM_ARGS = ("-Xms64m", "-Xmx512m", "-XX:+UseSerialGC")
+# Stage settings the developer's environment may override for `make dev`.
+ENVIRONMENT_WINS = frozenset(
+    {
+        "LLM_MODEL",
+        "LLM_FALLBACK_MODEL",
+        "LLM_ALLOWED_MODELS",
+        "LLM_CACHE_TTL",
+        "DOCUCHAT_PRICES",
+        "POWERTOOLS_LOG_LEVEL",
+    }
+)
 # Pollers per consumer, as an event source mapping runs several: metering must keep up with many chatting
 # clients (moto's queue operations slow down as a backlog grows); ingestion's work is one model, shared.
 POLLERS = {"metering": 2, "ingestion": 1}
@@ -111,7 +122,11 @@ class LocalSystem:
             zibal.start()
             self._stoppers.append(zibal.stop)
             zibal_url = zibal.base_url
-        os.environ.update(self.config.runtime_environment())
+        # The stage's settings, unless the developer's environment sets them (LLM_MODEL=... make dev).
+        for name, value in self.config.runtime_environment().items():
+            if name in ENVIRONMENT_WINS and name in os.environ:
+                continue
+            os.environ[name] = value
         os.environ.update(
             {
                 "AWS_ACCESS_KEY_ID": "local",
@@ -225,7 +240,11 @@ class LocalSystem:
 
 
 def banner(system: LocalSystem) -> str:
-    llm = "OpenAI" if os.environ.get("OPENAI_API_KEY") else "built-in extractive responder (no OPENAI_API_KEY)"
+    llm = "built-in extractive responder (no OPENAI_API_KEY)"
+    if os.environ.get("OPENAI_API_KEY"):
+        chain = " -> ".join(system.container.settings.llm_chain)
+        where = os.environ.get("OPENAI_BASE_URL") or "OpenAI"
+        llm = f"{chain} at {where}; the extractive responder if all fail"
     state = (
         f"saved in {system.options.data_dir}"
         if system.options.data_dir

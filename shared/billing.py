@@ -19,6 +19,7 @@ from shared.data.usage import UsageRepository
 from shared.data.zibal import MIN_AMOUNT_RIALS, GatewayUnavailable, PaymentRejected, PaymentRequest
 from shared.metering import billing_day
 from shared.models import (
+    CACHED_SUFFIX,
     BillingRun,
     BillingRunStatus,
     Invoice,
@@ -33,6 +34,9 @@ from shared.models import (
 )
 from shared.observability import BILLING_RUN_FAILED, INVOICES_CREATED, count, logger
 
+# The price table's entry for answers served from the response cache; free unless a stage or tenant sets it.
+CACHED_PRICE = "cached"
+FREE = ModelPrice(input=0, output=0)
 # How long a run may hold a step before another run may assume it died and take over.
 STEP_LEASE = timedelta(minutes=10)
 
@@ -68,10 +72,14 @@ class PriceTable:
         return PriceTable({**self._prices, **tenant.prices}) if tenant.prices else self
 
     def price(self, model: str) -> ModelPrice:
+        if model.endswith(CACHED_SUFFIX):  # an answer served from the response cache
+            return self._prices.get(CACHED_PRICE, FREE)
         return self._prices.get(model, self._prices["default"])
 
     def line(self, kind: LineKind, usage_day: date, counter: TokenCounts) -> InvoiceLine:
         price = self.price(counter.model)
+        if kind == LineKind.USAGE and counter.model.endswith(CACHED_SUFFIX):
+            kind = LineKind.CACHED
         thousandths = counter.input_tokens * price.input + counter.output_tokens * price.output
         return InvoiceLine(
             kind=kind,

@@ -8,10 +8,16 @@ from typing import Any
 
 from shared.auth import Authenticator
 from shared.billing import BillingService, PriceTable, parse_prices
-from shared.chat import ChatService
+from shared.chat.cache import ResponseCache
+from shared.chat.completions import CompletionsService
+from shared.chat.followups import QueryRewriter
+from shared.chat.responders import OpenAIUpstream
+from shared.chat.router import Breakers, ModelRouter, RetryPolicy
+from shared.chat.service import ChatService
 from shared.data.aws import AwsClients
 from shared.data.billing import BillingRepository
 from shared.data.blobs import BlobStore
+from shared.data.cache import ResponseCacheStore
 from shared.data.conversations import ConversationRepository
 from shared.data.documents import DocumentRepository
 from shared.data.messaging import IngestionQueue, LambdaBillingRunner, Mailer, SecretReader, UsageQueue
@@ -24,7 +30,6 @@ from shared.embeddings import Embedder, build_embedder
 from shared.ids import utc_now
 from shared.ingestion import IngestionService
 from shared.lazy import lazy
-from shared.llm import build_responder
 from shared.metering import DurableUsageSink, KnownTenants, MeteringService
 from shared.payments import PaymentService
 from shared.reconciliation import Reconciler
@@ -116,14 +121,47 @@ class Container:
         return Authenticator(self.tenants, admin_key)
 
     @lazy
+    def retriever(self) -> HybridRetriever:
+        return HybridRetriever(self.settings, self.vectors, self.embedder, self.documents)
+
+    @lazy
+    def model_router(self) -> ModelRouter | None:
+        """The model chain, or None without a key (the extractive responder answers). Its breakers last as long
+        as the process: across warm invocations."""
+        if not self.settings.llm_enabled:
+            return None
+        settings = self.settings
+        return ModelRouter(
+            OpenAIUpstream(settings),
+            Breakers(settings.llm_breaker_failures, settings.llm_breaker_cooldown_seconds),
+            RetryPolicy(retries=settings.llm_max_retries, max_wait=settings.llm_retry_max_wait_seconds),
+        )
+
+    @lazy
+    def query_rewriter(self) -> QueryRewriter:
+        return QueryRewriter(self.model_router, lambda: self.settings.llm_chain)
+
+    @lazy
     def chat(self) -> ChatService:
         return ChatService(
             self.settings,
-            HybridRetriever(self.settings, self.vectors, self.embedder, self.documents),
+            self.retriever,
             self.conversations,
             self.usage_sink,
-            build_responder(self.settings),
+            self.model_router,
+            ResponseCache(
+                ResponseCacheStore(self.aws.dynamodb, self.settings.conversations_table),
+                self.settings.llm_cache_ttl_seconds,
+                self.clock,
+            ),
+            self.query_rewriter,
             self.clock,
+        )
+
+    @lazy
+    def completions(self) -> CompletionsService:
+        return CompletionsService(
+            self.settings, self.retriever, self.usage_sink, self.model_router, self.query_rewriter, self.clock
         )
 
     @lazy

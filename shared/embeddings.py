@@ -10,8 +10,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from shared.data.openai import openai_client
 from shared.lazy import lazy
-from shared.llm import openai_client
 from shared.terms import estimate_tokens
 
 if TYPE_CHECKING:

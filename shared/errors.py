@@ -9,9 +9,12 @@ from __future__ import annotations
 class DocuChatError(Exception):
     code = "internal_error"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.param = param  # the request field at fault, when one is (OpenAI's error shape names it)
+        if code is not None:
+            self.code = code
 
 
 class InvalidInput(DocuChatError):
@@ -32,6 +35,12 @@ class Forbidden(DocuChatError):
 
 class NotFound(DocuChatError):
     code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    """A model the tenant may not ask for, or that does not exist."""
+
+    code = "model_not_found"
 
 
 class Conflict(DocuChatError):

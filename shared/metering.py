@@ -27,7 +27,7 @@ from shared.observability import (
 # A claim outlives every redelivery of its event (SQS keeps a message 14 days) and the reconciliation window.
 CLAIM_RETENTION = timedelta(days=100)
 
-GroupKey = tuple[str, date, str]  # tenant, event day, model
+GroupKey = tuple[str, date, str]  # tenant, event day, billed model (a cached answer's apart: UsageEvent.billed_model)
 
 
 class TenantLookup(Protocol):
@@ -129,7 +129,7 @@ class MeteringService:
     def groups(self, events: Sequence[UsageEvent]) -> dict[GroupKey, list[UsageEvent]]:
         grouped: dict[GroupKey, list[UsageEvent]] = defaultdict(list)
         for event in events:
-            grouped[(event.tenant_id, billing_day(event.occurred_at, self._timezone), event.model)].append(event)
+            grouped[(event.tenant_id, billing_day(event.occurred_at, self._timezone), event.billed_model)].append(event)
         return dict(grouped)
 
     def meter_group(self, key: GroupKey, events: list[UsageEvent]) -> GroupResult:

@@ -4,11 +4,24 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from enum import StrEnum
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 # Ids are short, lowercase and free of "_", so an API key can carry them: dc_<tenant>_<key>_<secret>.
 ID_PATTERN = r"^[a-z][0-9a-f]{8,32}$"
+
+
+def _whole_number(value: object) -> object:
+    """An integer as JSON has it: 3 or 3.0, never true or "3" (pydantic's lax mode would take those)."""
+    if isinstance(value, bool | str):
+        raise ValueError("must be a whole number")
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
 
 
 class Record(BaseModel):
@@ -23,8 +36,8 @@ class TenantStatus(StrEnum):
 class ModelPrice(Record):
     """Tomans per 1,000 tokens."""
 
-    input: int = Field(ge=0, le=1_000_000)
-    output: int = Field(ge=0, le=1_000_000)
+    input: WholeNumber = Field(ge=0, le=1_000_000)
+    output: WholeNumber = Field(ge=0, le=1_000_000)
 
 
 class Tenant(Record):
@@ -145,6 +158,11 @@ class UsageKind(StrEnum):
     EMBEDDING = "embedding"
 
 
+# Cached answers are counted and billed under their model's name with this suffix: their own counter, their own
+# invoice line, priced from the price table's "cached" entry (0 unless set).
+CACHED_SUFFIX = " (cached)"
+
+
 class UsageEvent(Record):
     """One metered use of a model. `event_id` is derived from the request id, so retries repeat it."""
 
@@ -162,6 +180,11 @@ class UsageEvent(Record):
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
+
+    @property
+    def billed_model(self) -> str:
+        """The model its tokens are counted and billed under: cached answers apart from the model's own."""
+        return self.model + CACHED_SUFFIX if self.cached else self.model
 
 
 class TokenCounts(Record):
@@ -201,6 +224,7 @@ class InvoiceStatus(StrEnum):
 class LineKind(StrEnum):
     USAGE = "usage"  # the invoice day's own usage
     LATE = "late"  # usage of an earlier, already billed day, metered after that day was closed
+    CACHED = "cached"  # the day's answers served from the response cache, priced as "cached" (0 by default)
 
 
 class InvoiceLine(Record):

@@ -14,6 +14,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "DocuChat/local")
 
@@ -58,22 +59,34 @@ def tag_request(**keys: Any) -> None:
 _metrics_lock = threading.Lock()
 
 
-def count(name: str, value: float = 1, unit: str = "Count") -> None:
-    """Add to a custom metric of this invocation.
+def count(name: str, value: float = 1, unit: str = "Count", **dimensions: str) -> None:
+    """Add to a custom metric of this invocation. With dimensions (say, model=...) it is also written at once with
+    them, so both the total (which alarms watch) and the breakdown exist.
 
     Locked: Powertools' metric set is a plain dict, and metering meters groups on a thread pool (and the local
     runtime serves requests on many threads). With POWERTOOLS_METRICS_DISABLED (the local runtime) it records
     nothing: nothing would ever flush it, and Powertools prints a full set even when disabled.
+    Dimensions name bounded things (a model, a kind), never a tenant: per-tenant figures live in DynamoDB.
     """
     if os.environ.get("POWERTOOLS_METRICS_DISABLED", "").lower() == "true":
         return
     with _metrics_lock:
         metrics.add_metric(name=name, unit=unit, value=value)
+        if not dimensions:
+            return
+        with single_metric(name=name, unit=MetricUnit(unit), value=value, namespace=metrics.namespace) as metric:
+            for dimension, dimension_value in dimensions.items():
+                metric.add_dimension(name=dimension, value=dimension_value)
 
 
 # Custom metric names; CloudWatch alarms in stacks/ watch these.
-LLM_CALL_FAILURES = "LLMCallFailures"
-LLM_FALLBACKS = "LLMFallbacks"
+LLM_CALLS = "LLMCalls"  # by model
+LLM_CALL_FAILURES = "LLMCallFailures"  # by model, once per model that failed a request
+LLM_BREAKER_OPENED = "LLMBreakerOpened"  # by model
+LLM_FALLBACKS = "LLMFallbacks"  # by the model fallen back from
+LLM_DEGRADED = "LLMDegraded"  # every model failed: the extractive responder answered
+RESPONSE_CACHE_HITS = "ResponseCacheHits"
+STREAMS_ABANDONED = "StreamsAbandoned"  # the client went away; the model was read to its end and metered
 CHAT_REQUESTS = "ChatRequests"
 TOKENS_METERED = "TokensMetered"
 USAGE_EVENTS_METERED = "UsageEventsMetered"

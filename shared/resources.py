@@ -76,6 +76,8 @@ class FunctionSpec:
     bucket_access: Literal["none", "read", "read_write"] = "none"
     sends_email: bool = False
     invokes: tuple[str, ...] = ()  # function ids it may call synchronously
+    # A script (in the code bundle) that runs instead of the managed runtime's loop: AWS_LAMBDA_EXEC_WRAPPER.
+    exec_wrapper: str | None = None
 
 
 def physical_name(stage: str, resource_id: str) -> str:
@@ -129,6 +131,17 @@ FUNCTIONS: dict[str, FunctionSpec] = {
             sends_to=("usage",),
             bucket_access="read_write",
             invokes=("billing",),  # POST /v1/admin/billing/run runs the nightly job on demand
+        ),
+        # The same app behind a Function URL that streams (docs/decisions/0007): its own runtime loop speaks the
+        # Runtime API's streaming mode, so it needs exactly what chat needs.
+        FunctionSpec(
+            "stream",
+            handler="functions.stream.runtime.handler",
+            writes=("tenants", "documents", "conversations", "usage", "billing"),
+            sends_to=("usage",),
+            bucket_access="read_write",
+            invokes=("billing",),
+            exec_wrapper="functions/stream/bootstrap",
         ),
         FunctionSpec(
             "ingestion",

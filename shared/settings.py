@@ -51,11 +51,26 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = Field(None, validation_alias=_env("OPENAI_API_KEY"))
     openai_secret_arn: str | None = Field(None, validation_alias=_env("DOCUCHAT_OPENAI_SECRET_ARN"))
     openai_base_url: str | None = Field(None, validation_alias=_env("OPENAI_BASE_URL"))
-    llm_model: str = Field("gpt-4o-mini", validation_alias=_env("LLM_MODEL"))
+    llm_model: str = Field("gpt-4o-mini", min_length=1, validation_alias=_env("LLM_MODEL"))
+    # Models tried after LLM_MODEL, in order, when it fails (seed 002's name; comma-separated).
+    llm_fallback_model: str = Field("", validation_alias=_env("LLM_FALLBACK_MODEL"))
+    # Further models a tenant may name on /v1/chat/completions (comma-separated), beside the chain.
+    llm_allowed_models: str = Field("", validation_alias=_env("LLM_ALLOWED_MODELS"))
     llm_timeout_seconds: float = Field(20.0, gt=0, validation_alias=_env("LLM_TIMEOUT_SECONDS"))
+    # Attempts after the first, per model, on 429, 5xx and timeouts (backoff with jitter, Retry-After honoured).
     llm_max_retries: int = Field(2, ge=0, le=10, validation_alias=_env("LLM_MAX_RETRIES"))
+    llm_retry_max_wait_seconds: float = Field(8.0, ge=0, le=60, validation_alias=_env("LLM_RETRY_MAX_WAIT_SECONDS"))
+    # A model failing this many calls in a row is skipped for the cool-down, then tried again.
+    llm_breaker_failures: int = Field(3, ge=1, le=100, validation_alias=_env("LLM_BREAKER_FAILURES"))
+    llm_breaker_cooldown_seconds: float = Field(30.0, gt=0, le=3600, validation_alias=_env("LLM_BREAKER_COOLDOWN"))
     llm_max_output_tokens: int = Field(512, gt=0, validation_alias=_env("LLM_MAX_TOKENS"))
+    # The most output tokens a caller of /v1/chat/completions may ask for; more is refused as absurd.
+    llm_max_tokens_limit: int = Field(16_384, gt=0, le=1_000_000, validation_alias=_env("LLM_MAX_TOKENS_LIMIT"))
     llm_temperature: float = Field(0.2, ge=0, le=2, validation_alias=_env("LLM_TEMPERATURE"))
+    # Seconds a chat answer is served again from the response cache; 0 turns the cache off (seeds 002, 003).
+    llm_cache_ttl_seconds: int = Field(0, ge=0, le=30 * 86_400, validation_alias=_env("LLM_CACHE_TTL"))
+    # A streamed reply sends an SSE comment this often while nothing else is ready (before the first token).
+    stream_keepalive_seconds: float = Field(5.0, gt=0, le=60, validation_alias=_env("DOCUCHAT_STREAM_KEEPALIVE"))
 
     # Embeddings: OpenAI's with a key, else the local model (all-MiniLM-L6-v2, in-process). "local" forces it.
     embedder: Literal["auto", "openai", "local"] = Field("auto", validation_alias=_env("DOCUCHAT_EMBEDDER"))
@@ -141,6 +156,16 @@ class Settings(BaseSettings):
         return data
 
     @property
+    def llm_chain(self) -> list[str]:
+        """LLM_MODEL, then the fallbacks, each once."""
+        return _unique([self.llm_model, *_split(self.llm_fallback_model)])
+
+    @property
+    def llm_allowed(self) -> list[str]:
+        """Every model a tenant may ask for: the chain first, then the other allowed ones."""
+        return _unique([*self.llm_chain, *_split(self.llm_allowed_models)])
+
+    @property
     def llm_enabled(self) -> bool:
         return self.openai_api_key is not None and bool(self.openai_api_key.get_secret_value())
 
@@ -152,3 +177,11 @@ class Settings(BaseSettings):
         if admin_api_key:
             updates["admin_api_key"] = SecretStr(admin_api_key)
         return self.model_copy(update=updates)
+
+
+def _split(names: str) -> list[str]:
+    return [name.strip() for name in names.split(",") if name.strip()]
+
+
+def _unique(names: list[str]) -> list[str]:
+    return list(dict.fromkeys(names))

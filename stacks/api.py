@@ -1,4 +1,9 @@
-"""The public HTTP API: every route goes to the chat function (FastAPI routes inside it)."""
+"""The public doors: the HTTP API (every route, to the chat function, buffered) and the streaming Function URL.
+
+HTTP APIs cannot stream, so streamed answers (`stream: true`) come through a Function URL in RESPONSE_STREAM
+mode, in front of the stream function: the same app, run by a runtime loop that streams
+(docs/decisions/0007-streaming.md). Both doors serve every route; clients that stream use the second.
+"""
 
 from __future__ import annotations
 
@@ -37,3 +42,15 @@ class ChatApi(Construct):
         # No trailing slash, like the local default (http://127.0.0.1:8000), so paths can be appended as-is.
         self.base_url: str = self.http_api.api_endpoint
         CfnOutput(self, "Url", value=self.base_url, description="Base URL of the DocuChat API")
+
+
+class StreamingUrl(Construct):
+    """A Function URL that streams: auth NONE (the app checks keys itself, as behind the HTTP API)."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, function: lambda_.IFunction) -> None:
+        super().__init__(scope, construct_id)
+        self.function_url = function.add_function_url(
+            auth_type=lambda_.FunctionUrlAuthType.NONE, invoke_mode=lambda_.InvokeMode.RESPONSE_STREAM
+        )
+        self.url: str = self.function_url.url
+        CfnOutput(self, "Url", value=self.url, description="Streaming URL of the DocuChat API (stream: true)")

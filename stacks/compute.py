@@ -1,4 +1,4 @@
-"""The four Lambda functions of shared.resources.FUNCTIONS, each with its own least-privilege role.
+"""The Lambda functions of shared.resources.FUNCTIONS, each with its own least-privilege role.
 
 What a function may touch is read from its FunctionSpec: the same spec fields give it both the permission on a
 resource and the environment variable that tells the code where that resource is.
@@ -23,6 +23,9 @@ from stacks.stage_config import StageConfig
 
 # The function behind the HTTP API: the one whose cold starts users feel, so the one SnapStart is for.
 API_FUNCTION = "chat"
+# The function behind the streaming Function URL.
+STREAM_FUNCTION = "stream"
+TASK_ROOT = "/var/task"  # where Lambda unpacks the code bundle
 LIVE_ALIAS = "live"
 
 
@@ -81,6 +84,8 @@ class Functions(Construct):
             environment[DOCUMENTS_BUCKET.env_var] = self._bucket.bucket_name
         for env_var in SECRETS_BY_FUNCTION.get(spec.id, ()):
             environment[env_var] = self._secrets.by_env_var[env_var].secret_arn
+        if spec.exec_wrapper:
+            environment["AWS_LAMBDA_EXEC_WRAPPER"] = f"{TASK_ROOT}/{spec.exec_wrapper}"
         # Names of the functions it invokes are set by _grant, once every function exists.
         return environment
 

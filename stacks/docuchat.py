@@ -10,8 +10,8 @@ from aws_cdk import App, CrossStackReferences, Environment, ReferenceStrength, S
 from constructs import Construct
 
 from shared.resources import DOCUMENTS_BUCKET
-from stacks.api import ChatApi
-from stacks.compute import Functions
+from stacks.api import ChatApi, StreamingUrl
+from stacks.compute import STREAM_FUNCTION, Functions
 from stacks.data import Tables
 from stacks.messaging import Queues, subscribe_consumers
 from stacks.monitoring import Monitoring
@@ -70,6 +70,7 @@ class ServiceStack(Stack):
         )
         subscribe_consumers(data.queues, self.functions.by_id)
         self.api = ChatApi(self, "Api", stage=stage, handler=self.functions.api_handler)
+        self.streaming = StreamingUrl(self, "Streaming", function=self.functions.by_id[STREAM_FUNCTION])
         billing = self.functions.by_id["billing"]
         billing.add_environment(PUBLIC_BASE_URL_ENV, self.api.base_url)
         self.schedules = Schedules(self, "Schedules", stage=stage, functions=self.functions.by_id)

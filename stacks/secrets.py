@@ -21,6 +21,7 @@ ZIBAL_MERCHANT_SECRET_ENV = "DOCUCHAT_ZIBAL_MERCHANT_SECRET_ARN"
 SECRETS_BY_FUNCTION: dict[str, tuple[str, ...]] = {
     # The merchant too: the payment callback verifies with Zibal (verify, and inquiry on "already verified").
     "chat": (OPENAI_SECRET_ENV, ADMIN_KEY_SECRET_ENV, ZIBAL_MERCHANT_SECRET_ENV),
+    "stream": (OPENAI_SECRET_ENV, ADMIN_KEY_SECRET_ENV, ZIBAL_MERCHANT_SECRET_ENV),  # the same app as chat
     "billing": (ZIBAL_MERCHANT_SECRET_ENV,),
     "ingestion": (OPENAI_SECRET_ENV,),  # OpenAI's embeddings, when a key is set
 }

@@ -24,6 +24,8 @@ class FunctionSizing(BaseModel):
 
 DEFAULT_SIZING = {
     "chat": FunctionSizing(memory_mb=1024, timeout_seconds=29),
+    # A streamed answer may take longer than API Gateway's 29 s; a Function URL streams for up to 15 minutes.
+    "stream": FunctionSizing(memory_mb=1024, timeout_seconds=120),
     # 2 GB buys the CPU the local embedder and PDF parsing want; large documents continue in a new message.
     "ingestion": FunctionSizing(memory_mb=2048, timeout_seconds=300),
     "metering": FunctionSizing(memory_mb=512, timeout_seconds=30),
@@ -44,6 +46,12 @@ class StageConfig(BaseModel):
     retain_data: bool
     point_in_time_recovery: bool
     llm_model: str
+    # Tried in order when llm_model fails (LLM_FALLBACK_MODEL); then the extractive responder answers.
+    llm_fallback_models: list[str] = Field(default_factory=list)
+    # Further models tenants may name on /v1/chat/completions.
+    llm_allowed_models: list[str] = Field(default_factory=list)
+    # Seconds an answer is served from the response cache (LLM_CACHE_TTL); 0: off.
+    llm_cache_ttl_seconds: int = Field(0, ge=0, le=30 * 86_400)
     prices_tomans_per_1k_tokens: dict[str, int]
     billing_timezone: str
     billing_hour: int = Field(ge=0, le=23)
@@ -95,6 +103,9 @@ class StageConfig(BaseModel):
         return {
             "DOCUCHAT_STAGE": self.name,
             "LLM_MODEL": self.llm_model,
+            "LLM_FALLBACK_MODEL": ",".join(self.llm_fallback_models),
+            "LLM_ALLOWED_MODELS": ",".join(self.llm_allowed_models),
+            "LLM_CACHE_TTL": str(self.llm_cache_ttl_seconds),
             "DOCUCHAT_PRICES": json.dumps(self.prices_tomans_per_1k_tokens, sort_keys=True),
             "DOCUCHAT_BILLING_TIMEZONE": self.billing_timezone,
             "DOCUCHAT_MAIL_SENDER": self.mail_sender,

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from functions.chat.errors import error_response, install_error_handlers
-from functions.chat.routes import admin, billing, chat, documents, health, payments
+from functions.chat.routes import admin, billing, chat, completions, documents, health, payments
 from shared.container import Container
 from shared.errors import PayloadTooLarge
 from shared.observability import begin_request
@@ -61,7 +61,7 @@ def create_app(container: Container) -> FastAPI:
     app = FastAPI(title="DocuChat", version="1.0.0", description=DESCRIPTION)
     app.state.container = container
     install_error_handlers(app)
-    for module in (health, chat, documents, billing, payments, admin):
+    for module in (health, chat, completions, documents, billing, payments, admin):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=container.settings.max_request_bytes)
     app.add_middleware(RequestLogKeys)  # added last, so it runs first

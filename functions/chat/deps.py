@@ -7,6 +7,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
 from shared.container import Container
@@ -23,30 +24,29 @@ def container(request: Request) -> Container:
     return request.app.state.container
 
 
-def _presented_key(authorization: str | None, x_api_key: str | None) -> str | None:
+# The two ways to present a key, declared as security schemes (either one will do) in the OpenAPI document.
+_bearer = HTTPBearer(auto_error=False, scheme_name="bearerKey", description="`Authorization: Bearer <key>`")
+_api_key = APIKeyHeader(
+    name="X-API-Key", auto_error=False, scheme_name="apiKeyHeader", description="`X-API-Key: <key>`"
+)
+Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+ApiKeyHeader = Annotated[str | None, Depends(_api_key)]
+
+
+def _presented_key(bearer: HTTPAuthorizationCredentials | None, x_api_key: str | None) -> str | None:
     if x_api_key:
         return x_api_key.strip()
-    if authorization and authorization.lower().startswith("bearer "):
-        return authorization[7:].strip()
-    return None
+    return bearer.credentials.strip() if bearer else None
 
 
-def principal(
-    services: Annotated[Container, Depends(container)],
-    authorization: Annotated[str | None, Header()] = None,
-    x_api_key: Annotated[str | None, Header()] = None,
-) -> Principal:
-    caller = services.authenticator.tenant(_presented_key(authorization, x_api_key))
+def principal(services: Annotated[Container, Depends(container)], bearer: Bearer, x_api_key: ApiKeyHeader) -> Principal:
+    caller = services.authenticator.tenant(_presented_key(bearer, x_api_key))
     tag_request(tenant_id=caller.tenant_id, key_id=caller.key_id)  # every log line of the request says whose
     return caller
 
 
-def admin(
-    services: Annotated[Container, Depends(container)],
-    authorization: Annotated[str | None, Header()] = None,
-    x_api_key: Annotated[str | None, Header()] = None,
-) -> None:
-    services.authenticator.admin(_presented_key(authorization, x_api_key))
+def admin(services: Annotated[Container, Depends(container)], bearer: Bearer, x_api_key: ApiKeyHeader) -> None:
+    services.authenticator.admin(_presented_key(bearer, x_api_key))
 
 
 def request_id(request: Request, idempotency_key: Annotated[str | None, Header(max_length=128)] = None) -> str:

@@ -3,13 +3,43 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
-from shared.models import BillingRun, Citation, Document, DocumentStatus, Invoice, ModelPrice, Tenant, TenantStatus
+from shared.models import (
+    BillingRun,
+    Citation,
+    Document,
+    DocumentStatus,
+    Invoice,
+    ModelPrice,
+    Tenant,
+    TenantStatus,
+    WholeNumber,
+)
 from shared.reconciliation import TenantReconciliation
 
 ID = r"^[a-z][0-9a-f]{8,32}$"
+# Something other than spaces: a blank title or message is refused by the schema, as the service would.
+NOT_BLANK = r"\S"
+# Addresses as mail systems take them, in ASCII (the same in every regex dialect, the schema's included).
+EMAIL = r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$"
+DEFAULT_MAX_MESSAGE_CHARS = 8_000  # DOCUCHAT_MAX_MESSAGE_CHARS' default
+DEFAULT_MAX_UPLOAD_BYTES = 25 * 1024 * 1024  # DOCUCHAT_MAX_UPLOAD_BYTES' default
+
+
+def _iso_date(value: object) -> object:
+    """Only YYYY-MM-DD: pydantic would also take a number as a timestamp, which no caller means."""
+    if isinstance(value, str) and not (len(value) == 10 and value[4] == "-" and value[7] == "-"):
+        raise ValueError("a date is YYYY-MM-DD")
+    if isinstance(value, int | float):
+        raise ValueError("a date is YYYY-MM-DD")
+    return value
+
+
+IsoDate = Annotated[date, BeforeValidator(_iso_date), Field(json_schema_extra={"format": "date"})]
+ModelName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 
 
 class Body(BaseModel):
@@ -17,10 +47,15 @@ class Body(BaseModel):
 
 
 class ChatRequest(Body):
-    # The precise limit is a setting (DOCUCHAT_MAX_MESSAGE_CHARS); this bound only stops absurd bodies early.
-    message: str = Field(min_length=1, max_length=200_000)
+    # The limit is a setting (DOCUCHAT_MAX_MESSAGE_CHARS); the schema states its default.
+    message: str = Field(min_length=1, max_length=DEFAULT_MAX_MESSAGE_CHARS, pattern=NOT_BLANK)
     conversation_id: str | None = Field(None, pattern=ID)
     use_documents: bool = True
+    stream: bool = Field(
+        False,
+        description="Answer as text/event-stream: a `citations` event, `delta` events ({text}) as the model writes, "
+        "then `done` ({conversation_id, usage, model, route, cached}), or `error` ({code, message}).",
+    )
 
 
 class TokenUsage(BaseModel):
@@ -37,11 +72,13 @@ class ChatResponse(BaseModel):
     answer: str
     citations: list[Citation]
     usage: TokenUsage
-    model: str
+    model: str = Field(description="The model that actually answered (after any fallback).")
     route: str = Field(
         description="rag: answered from documents; not_found: no document was relevant, so the answer says it "
-        "does not know; direct: documents not used; fallback: the model failed and the extractive responder answered"
+        "does not know; direct: documents not used; degraded: every model failed and the extractive responder "
+        "answered from the documents"
     )
+    cached: bool = Field(False, description="Served from the response cache (metered as cached usage).")
 
 
 class MessageOut(BaseModel):
@@ -63,19 +100,25 @@ class ConversationList(BaseModel):
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
 
 
-class DocumentCreate(Body):
-    """Either `text` (inline, small) or `size_bytes` of a file to upload (the reply holds where to PUT it)."""
+class InlineDocument(Body):
+    """Text stored at once."""
 
-    title: str = Field(min_length=1, max_length=200)
-    text: str | None = Field(None, min_length=1)
-    size_bytes: int | None = Field(None, ge=0)
-    content_type: str = Field("text/plain", max_length=100)
+    title: str = Field(min_length=1, max_length=200, pattern=NOT_BLANK)
+    text: str = Field(min_length=1, pattern=NOT_BLANK)
+    content_type: Literal["text/plain", "text/markdown", "text/html"] = "text/plain"
 
-    @model_validator(mode="after")
-    def _text_or_file(self) -> DocumentCreate:
-        if (self.text is None) == (self.size_bytes is None):
-            raise ValueError("give either text (inline) or size_bytes (a file to upload), not both")
-        return self
+
+class FileDocument(Body):
+    """A file to upload: the reply holds where to PUT it."""
+
+    title: str = Field(min_length=1, max_length=200, pattern=NOT_BLANK)
+    # The limit is a setting (DOCUCHAT_MAX_UPLOAD_BYTES); the schema states its default.
+    size_bytes: WholeNumber = Field(ge=1, le=DEFAULT_MAX_UPLOAD_BYTES)
+    content_type: Literal["text/plain", "text/markdown", "text/html", "application/pdf"] = "text/plain"
+
+
+# Either inline `text` or the `size_bytes` of a file, never both: each shape forbids the other's fields.
+DocumentCreate = InlineDocument | FileDocument
 
 
 class UploadTarget(BaseModel):
@@ -165,16 +208,16 @@ class InvoiceList(BaseModel):
 
 
 class TenantCreate(Body):
-    name: str = Field(min_length=1, max_length=200)
-    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)
+    name: str = Field(min_length=1, max_length=200, pattern=NOT_BLANK)
+    email: str = Field(pattern=EMAIL, max_length=254)
 
 
 class TenantUpdate(Body):
-    name: str | None = Field(None, min_length=1, max_length=200)
-    email: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)
+    name: str | None = Field(None, min_length=1, max_length=200, pattern=NOT_BLANK)
+    email: str | None = Field(None, pattern=EMAIL, max_length=254)
     status: TenantStatus | None = None
     # Tomans per 1,000 tokens by model, replacing the stage's prices for this tenant ("default": the rest).
-    prices: dict[str, ModelPrice] | None = Field(None, max_length=50)
+    prices: dict[ModelName, ModelPrice] | None = Field(None, max_length=50)
 
 
 class TenantOut(BaseModel):
@@ -206,7 +249,7 @@ class KeyOut(BaseModel):
 
 
 class BillingRunRequest(Body):
-    date: date
+    date: IsoDate
 
 
 class BillingRunsOut(BaseModel):

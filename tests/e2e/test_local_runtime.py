@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,72 +14,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+from local.process import LocalProcess, alive
+
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_KEY = "dca_e2e-admin-key-0123456789"
-STARTUP_SECONDS = 60
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class LocalProcess:
-    def __init__(self, port: int, data_dir: Path | None, log: Path) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCUCHAT_", "OPENAI_", "POWERTOOLS_"))}
-        env |= {"PORT": str(port), "DOCUCHAT_ADMIN_KEY": ADMIN_KEY}
-        if data_dir:
-            env["DOCUCHAT_DATA_DIR"] = str(data_dir)
-        self.log = log
-        self.url = f"http://127.0.0.1:{port}"
-        self._out = log.open("w")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "local"], cwd=ROOT, env=env, stdout=self._out, stderr=subprocess.STDOUT
-        )
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"local runtime exited early:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.3)
-        raise RuntimeError(f"local runtime did not start in {STARTUP_SECONDS}s:\n{log.read_text()[-3000:]}")
-
-    def children(self) -> list[int]:
-        """The processes it started (DynamoDB Local)."""
-        found: list[int] = []
-        for task in Path(f"/proc/{self.process.pid}/task").glob("*/children"):
-            found += [int(pid) for pid in task.read_text().split()]
-        return found
-
-    def interrupt(self) -> int:
-        """Ctrl-C, as a developer would press it; returns the exit code once it and its children are gone."""
-        children = self.children()
-        self.process.send_signal(signal.SIGINT)
-        try:
-            code = self.process.wait(timeout=30)
-            deadline = time.monotonic() + 30
-            while any(alive(pid) for pid in children) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            assert not any(alive(pid) for pid in children), "DynamoDB Local outlived the runtime"
-            return code
-        finally:
-            self._out.close()
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-
-def alive(pid: int) -> bool:
-    try:
-        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return False
+def start(log: Path, data_dir: Path | None = None) -> LocalProcess:
+    return LocalProcess(log, ADMIN_KEY, data_dir=data_dir).wait_until_up()
 
 
 @pytest.fixture
@@ -90,7 +31,7 @@ def data_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def runtime(tmp_path: Path, data_dir: Path) -> Iterator[LocalProcess]:
-    process = LocalProcess(free_port(), data_dir, tmp_path / "first.log")
+    process = start(tmp_path / "first.log", data_dir)
     yield process
     process.kill()
 
@@ -182,7 +123,7 @@ def test_the_whole_journey_over_http_then_a_restart_keeps_the_state(
     assert list((data_dir / "dynamodb").glob("*.db"))
 
     # A restart with the same DOCUCHAT_DATA_DIR finds the tenant, its key, document and invoice again
-    again = LocalProcess(free_port(), data_dir, tmp_path / "second.log")
+    again = start(tmp_path / "second.log", data_dir)
     try:
         api2 = httpx.Client(base_url=again.url, timeout=30)
         assert api2.get(f"/v1/documents/{document['document_id']}", headers=auth).json()["status"] == "ready"
@@ -194,7 +135,7 @@ def test_the_whole_journey_over_http_then_a_restart_keeps_the_state(
 
 
 def test_a_dead_database_makes_readiness_and_the_api_say_503_and_ctrl_c_still_stops(tmp_path: Path) -> None:
-    runtime = LocalProcess(free_port(), None, tmp_path / "run.log")
+    runtime = start(tmp_path / "run.log")
     try:
         api = httpx.Client(base_url=runtime.url, timeout=30)
         admin = {"Authorization": f"Bearer {ADMIN_KEY}"}

@@ -68,3 +68,27 @@ def test_snap_start_and_the_alias_follow_the_stage(synthesized: SynthesizedStage
     # Then: no other function pays for SnapStart
     others = [fid for fid in ("ingestion", "metering", "billing") if "SnapStart" in props(synthesized.function(fid)[1])]
     assert others == []
+
+
+def test_streamed_answers_have_a_function_url_that_streams_in_every_stage(synthesized: SynthesizedStage) -> None:
+    # Given
+    stream_id, stream = synthesized.function("stream")
+    # When
+    _, url = synthesized.one_of_type("AWS::Lambda::Url")
+    # Then: the stream function's URL, in response-streaming mode; the app checks keys itself
+    assert synthesized.target(props(url)["TargetFunctionArn"]) == stream_id
+    assert props(url)["InvokeMode"] == "RESPONSE_STREAM"
+    assert props(url)["AuthType"] == "NONE"
+    # Then: anyone may call the URL (and only the URL), and its address is an output
+    public = [
+        props(p)
+        for p in synthesized.of_type("AWS::Lambda::Permission").values()
+        if props(p).get("FunctionUrlAuthType") == "NONE"
+    ]
+    assert [synthesized.target(p["FunctionName"]) for p in public] == [stream_id]
+    assert all(p["Action"] == "lambda:InvokeFunctionUrl" and p["Principal"] == "*" for p in public)
+    outputs = synthesized.service_json["Outputs"]
+    url_id, _ = synthesized.one_of_type("AWS::Lambda::Url")
+    assert {"Fn::GetAtt": [url_id, "FunctionUrl"]} in [o["Value"] for o in outputs.values()]
+    # Then: its timeout allows answers longer than API Gateway's 29 s
+    assert props(stream)["Timeout"] > 29

@@ -1,4 +1,4 @@
-"""The four functions: runtime and defaults, their own roles, their environment and least-privilege grants."""
+"""The functions: runtime and defaults, their own roles, their environment and least-privilege grants."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ S3_WRITE_ACTIONS = {"s3:PutObject", "s3:DeleteObject*"}
 # Written out here rather than imported, so a change to who reads which secret has to change this test too.
 SECRETS_BY_FUNCTION = {
     "chat": ("DOCUCHAT_OPENAI_SECRET_ARN", "DOCUCHAT_ADMIN_KEY_SECRET_ARN", "DOCUCHAT_ZIBAL_MERCHANT_SECRET_ARN"),
+    "stream": ("DOCUCHAT_OPENAI_SECRET_ARN", "DOCUCHAT_ADMIN_KEY_SECRET_ARN", "DOCUCHAT_ZIBAL_MERCHANT_SECRET_ARN"),
     "billing": ("DOCUCHAT_ZIBAL_MERCHANT_SECRET_ARN",),
     "ingestion": ("DOCUCHAT_OPENAI_SECRET_ARN",),  # OpenAI's embeddings
 }
@@ -22,6 +23,7 @@ SECRETS_BY_FUNCTION = {
 # says what the handlers need, so a spec edit that would break a money path (outbox, callback, markers) fails here.
 TABLE_ACCESS = {
     "chat": (set(), {"tenants", "documents", "conversations", "usage", "billing"}),
+    "stream": (set(), {"tenants", "documents", "conversations", "usage", "billing"}),  # the same app
     "ingestion": (set(), {"documents", "usage"}),  # usage: the outbox of embedding usage events
     "metering": ({"tenants"}, {"usage"}),
     "billing": ({"tenants"}, {"usage", "billing"}),
@@ -30,7 +32,7 @@ TABLE_ACCESS = {
 SCHEDULED_FUNCTIONS = {"billing", "metering", "ingestion"}
 
 
-def test_there_are_exactly_the_four_functions_of_the_specs(synthesized: SynthesizedStage) -> None:
+def test_there_are_exactly_the_functions_of_the_specs(synthesized: SynthesizedStage) -> None:
     # Then: the DocuChat functions are those of shared.resources, each with its spec's handler
     ours = {
         props(f)["FunctionName"]: props(f)["Handler"]
@@ -70,7 +72,7 @@ def test_the_layer_is_for_python_3_13_on_arm64(synthesized: SynthesizedStage) ->
 def test_each_function_has_its_own_role(synthesized: SynthesizedStage) -> None:
     # When
     roles = {fid: synthesized.target(props(synthesized.function(fid)[1])["Role"]) for fid in FUNCTION_IDS}
-    # Then: four different roles, each assumable by Lambda
+    # Then: a role each, each assumable by Lambda
     assert len(set(roles.values())) == len(FUNCTION_IDS), roles
     for role_id in roles.values():
         trust = props(synthesized.resources[role_id])["AssumeRolePolicyDocument"]["Statement"]
@@ -85,6 +87,7 @@ def _expected_environment(spec: FunctionSpec, synthesized: SynthesizedStage) -> 
     names |= {invoke_env_var(target) for target in spec.invokes}
     names |= set(SECRETS_BY_FUNCTION.get(spec.id, ()))
     names |= {PUBLIC_BASE_URL_ENV} if spec.id == "billing" else set()
+    names |= {"AWS_LAMBDA_EXEC_WRAPPER"} if spec.exec_wrapper else set()
     return names
 
 
@@ -181,3 +184,14 @@ def test_sending_email_is_limited_to_the_stage_sender(synthesized: SynthesizedSt
     role_id = synthesized.target(props(synthesized.function("billing")[1])["Role"])
     ses = [s for s in synthesized.policy_statements_of_role(role_id) if "ses:SendEmail" in actions_of(s)]
     assert [s["Condition"] for s in ses] == [{"StringEquals": {"ses:FromAddress": synthesized.stage.mail_sender}}]
+
+
+def test_the_stream_function_runs_its_own_runtime_loop_from_the_bundle(synthesized: SynthesizedStage) -> None:
+    from stacks.function_bundle import function_code_dir
+
+    variables = props(synthesized.function("stream")[1])["Environment"]["Variables"]
+    wrapper = variables["AWS_LAMBDA_EXEC_WRAPPER"]
+    assert wrapper == "/var/task/functions/stream/bootstrap"
+    bundled = function_code_dir() / wrapper.removeprefix("/var/task/")
+    assert bundled.is_file() and bundled.stat().st_mode & 0o111, "the wrapper must be in the bundle, executable"
+    assert "functions.stream.runtime" in bundled.read_text()

@@ -199,7 +199,7 @@ def test_a_wrong_key_is_an_authentication_error_for_the_client() -> None:
         assert "gpt-4o-mini" in [m.id for m in client_for(server, api_key="right-key").models.list()]
 
 
-def test_malformed_json_and_streaming_are_400s(fake_openai: FakeOpenAI) -> None:
+def test_malformed_json_is_a_400(fake_openai: FakeOpenAI) -> None:
     # When the body is not JSON
     response = httpx.post(
         fake_openai.base_url + "/chat/completions",
@@ -210,11 +210,29 @@ def test_malformed_json_and_streaming_are_400s(fake_openai: FakeOpenAI) -> None:
     # Then it is a 400 in OpenAI's shape
     assert response.status_code == 400
     assert set(response.json()["error"]) >= {"message", "type", "code"}
-    # And asking to stream is refused the same way, which the SDK reports as a bad request
-    with pytest.raises(openai.BadRequestError):
-        client_for(fake_openai).chat.completions.create(
-            model="m", messages=[{"role": "user", "content": "hi"}], stream=True
+
+
+def test_it_streams_with_usage_when_asked_and_can_fail_per_model_or_mid_stream(fake_openai: FakeOpenAI) -> None:
+    client = client_for(fake_openai)
+    messages = [{"role": "user", "content": "three little words"}]
+    # A stream: the answer word by word, then the usage chunk asked for, which is what it served
+    chunks = list(
+        client.chat.completions.create(
+            model="m", messages=messages, stream=True, stream_options={"include_usage": True}
         )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "[fake-llm] three little words" and chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == fake_openai.served[-1]["completion_tokens"]
+    # One model failing leaves the others answering
+    fake_openai.fail_model("broken", status=503)
+    with pytest.raises(openai.InternalServerError):
+        client.with_options(max_retries=0).chat.completions.create(model="broken", messages=messages)
+    assert client.chat.completions.create(model="m", messages=messages).model == "m"
+    # A stream can die mid-way, with an error event or a dropped connection
+    fake_openai.break_next_stream(after_chunks=1, how="error")
+    with pytest.raises(openai.APIError):
+        list(client.chat.completions.create(model="m", messages=messages, stream=True))
 
 
 def test_a_hung_request_times_the_client_out(fake_openai: FakeOpenAI) -> None:

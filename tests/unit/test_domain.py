@@ -8,8 +8,8 @@ import pytest
 
 from shared.auth import hash_key, issue_key
 from shared.billing import PriceTable, invoice_email, invoice_id_for, parse_invoice_id, parse_prices, previous_day
+from shared.chat.responders import EXTRACTIVE_MODEL, NO_KEY_NOTE, ExtractiveResponder
 from shared.errors import InvalidInput
-from shared.llm import EXTRACTIVE_MODEL, NO_KEY_NOTE, ExtractiveResponder
 from shared.metering import billing_day, parse_event
 from shared.models import Chunk, Invoice, InvoiceLine, LineKind, ModelPrice, Passage, Tenant, UsageCounter
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
 from fastapi import APIRouter, Depends, Response
 
 from functions.chat.deps import PageParams, Services, admin, known_id
+from functions.chat.openapi import TENANT_ERRORS
 from functions.chat.schemas import (
     BillingRunRequest,
     BillingRunsOut,
+    IsoDate,
     KeyCreate,
     KeyCreated,
     KeyOut,
@@ -25,7 +26,7 @@ from shared.errors import NotFound
 from shared.ids import new_id
 from shared.models import Tenant
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(admin)])
+router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(admin)], responses=TENANT_ERRORS)
 
 
 def _tenant(services: Services, tenant_id: str) -> Tenant:
@@ -84,7 +85,7 @@ def run_billing(body: BillingRunRequest, services: Services) -> dict[str, Any]:
 
 
 @router.get("/reconciliation", response_model=ReconciliationOut)
-def reconciliation(services: Services, date: date) -> ReconciliationOut:
+def reconciliation(services: Services, date: IsoDate) -> ReconciliationOut:
     """For each tenant: the day's unique metered tokens against what its invoices hold."""
     report = services.reconciler.reconcile(date)
     return ReconciliationOut(

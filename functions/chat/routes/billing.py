@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 
 from fastapi import APIRouter
 
 from functions.chat.deps import Caller, PageParams, Services
-from functions.chat.schemas import InvoiceList, InvoiceOut, UsageDay, UsageOut
+from functions.chat.openapi import TENANT_ERRORS
+from functions.chat.schemas import InvoiceList, InvoiceOut, IsoDate, UsageDay, UsageOut
 from shared.billing import parse_invoice_id
 from shared.errors import InvalidInput, NotFound
 from shared.metering import billing_day
 
-router = APIRouter(prefix="/v1", tags=["usage and invoices"])
+router = APIRouter(prefix="/v1", tags=["usage and invoices"], responses=TENANT_ERRORS)
 MAX_USAGE_DAYS = 366
 
 
 @router.get("/usage", response_model=UsageOut)
-def usage(caller: Caller, services: Services, start: date | None = None, end: date | None = None) -> UsageOut:
+def usage(caller: Caller, services: Services, start: IsoDate | None = None, end: IsoDate | None = None) -> UsageOut:
     """Tokens per billing day and model, from `start` to `end` inclusive (default: the last 30 days)."""
     end = end or billing_day(services.clock(), services.settings.billing_timezone)
     start = start or end - timedelta(days=29)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Response
 
 from functions.chat.deps import Caller, PageParams, RequestId, Services, known_id
+from functions.chat.openapi import CHAT_EVENT_SCHEMA, TENANT_ERRORS
 from functions.chat.schemas import (
     ChatRequest,
     ChatResponse,
@@ -13,15 +16,25 @@ from functions.chat.schemas import (
     MessageOut,
     TokenUsage,
 )
+from functions.chat.sse import chat_events, event_stream
 from shared.errors import NotFound
 from shared.models import Conversation
 
-router = APIRouter(prefix="/v1", tags=["chat"])
+router = APIRouter(prefix="/v1", tags=["chat"], responses=TENANT_ERRORS)
 
 
-@router.post("/chat", response_model=ChatResponse)
-def chat(body: ChatRequest, caller: Caller, services: Services, request_id: RequestId) -> ChatResponse:
-    result = services.chat.chat(caller, request_id, body.message, body.conversation_id, body.use_documents)
+@router.post(
+    "/chat",
+    response_model=ChatResponse,
+    responses={200: {"content": {"text/event-stream": {"schema": CHAT_EVENT_SCHEMA}}}},
+)
+def chat(body: ChatRequest, caller: Caller, services: Services, request_id: RequestId) -> Any:
+    """An answer from the tenant's documents, with citations; `stream: true` sends it as it is written."""
+    chat = services.chat
+    if body.stream:
+        events = chat.stream(caller, request_id, body.message, body.conversation_id, body.use_documents)
+        return event_stream(chat_events(events, services.settings.stream_keepalive_seconds))
+    result = chat.chat(caller, request_id, body.message, body.conversation_id, body.use_documents)
     return ChatResponse(
         conversation_id=result.conversation_id,
         answer=result.answer,
@@ -34,6 +47,7 @@ def chat(body: ChatRequest, caller: Caller, services: Services, request_id: Requ
         ),
         model=result.model,
         route=result.route,
+        cached=result.cached,
     )
 
 

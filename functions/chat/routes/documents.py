@@ -5,9 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from functions.chat.deps import Caller, PageParams, Services, known_id
-from functions.chat.schemas import DocumentCreate, DocumentList, DocumentOut, UploadTarget
+from functions.chat.openapi import TENANT_ERRORS
+from functions.chat.schemas import DocumentCreate, DocumentList, DocumentOut, InlineDocument, UploadTarget
 
-router = APIRouter(prefix="/v1/documents", tags=["documents"])
+router = APIRouter(prefix="/v1/documents", tags=["documents"], responses=TENANT_ERRORS)
 
 
 @router.post("", status_code=202, response_model=DocumentOut)
@@ -17,9 +18,8 @@ def create_document(body: DocumentCreate, caller: Caller, services: Services) ->
     Either way it is parsed and chunked in the background: poll GET /v1/documents/{id} for `ready` or `failed`.
     """
     documents = services.document_service
-    if body.text is not None:
+    if isinstance(body, InlineDocument):
         return DocumentOut.of(documents.create_inline(caller, body.title, body.text, body.content_type))
-    assert body.size_bytes is not None  # the schema allows text or size_bytes, never neither
     document, url, expires_at = documents.create_upload(caller, body.title, body.content_type, body.size_bytes)
     headers = {"Content-Type": document.content_type, "Content-Length": str(document.size_bytes)}
     return DocumentOut.of(document, UploadTarget(url=url, headers=headers, expires_at=expires_at))

@@ -8,8 +8,9 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from functions.chat.deps import Services
+from functions.chat.openapi import PUBLIC_ERRORS
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], responses=PUBLIC_ERRORS)
 
 
 @router.get("/health")

@@ -7,9 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from functions.chat.deps import Services
+from functions.chat.openapi import PUBLIC_ERRORS
 from functions.chat.schemas import PaymentConfirmation
 
-router = APIRouter(prefix="/v1/payments", tags=["payments"])
+router = APIRouter(prefix="/v1/payments", tags=["payments"], responses=PUBLIC_ERRORS)
 
 
 @router.get("/zibal/callback", response_model=PaymentConfirmation)
