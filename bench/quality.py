@@ -65,6 +65,7 @@ class Question:
     question: str
     expected: tuple[str, ...]
     style: str
+    history: tuple[str, ...] = ()  # a follow-up's earlier questions, asked first in the same conversation
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,10 @@ class Answered:
 
 def load_questions() -> list[Question]:
     raw = json.loads((QUALITY_DIR / "questions.json").read_text())
-    return [Question(q["id"], q["question"], tuple(q["expected"]), q["style"]) for q in raw]
+    return [
+        Question(q["id"], q["question"], tuple(q["expected"]), q["style"], tuple(q.get("history", ())))
+        for q in raw
+    ]
 
 
 class KeywordOnly:
@@ -164,7 +168,11 @@ def evaluate(container: Container, questions: list[Question]) -> dict[str, Any]:
     rows: list[Answered] = []
     started = time.perf_counter()
     for question in questions:
-        result = container.chat.chat(principal, new_id("r"), question.question, None, use_documents=True)
+        conversation = None
+        for earlier in question.history:  # a follow-up: its conversation first
+            asked = container.chat.chat(principal, new_id("r"), earlier, conversation, use_documents=True)
+            conversation = asked.conversation_id
+        result = container.chat.chat(principal, new_id("r"), question.question, conversation, use_documents=True)
         cited = [names[c.document_id] for c in result.citations]
         rows.append(Answered(question, list(dict.fromkeys(cited)), result.route))  # documents by first citation
     ask_seconds = time.perf_counter() - started

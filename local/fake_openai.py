@@ -10,7 +10,8 @@ What it answers:
   (the RAG prompt's shape), the quote starts after "Context:" so the answer shows which passages it was given.
   Usage counts about one token per four characters (at least one per message). `max_tokens` /
   `max_completion_tokens` truncate the answer with finish_reason "length". `stream: true` streams it as
-  `chat.completion.chunk`s, a word or so each (`chunk_delay_seconds` apart: a slow model), then the usage
+  `chat.completion.chunk`s, a word or so each (`chunk_delay_seconds` apart: a slow model, which takes as long
+  in all unstreamed), then the usage
   chunk when `stream_options.include_usage` asks for it, then `data: [DONE]`.
 - POST /v1/embeddings: unit vectors built by feature hashing (each word, and the whole text, adds ±1 at a few
   hash-chosen positions), so equal texts get equal vectors and texts sharing words are closer than unrelated ones.
@@ -286,6 +287,8 @@ class FakeOpenAI(LoopbackFake):
 
     def _chat_completion(self, body: dict[str, Any]) -> dict[str, Any]:
         model, content, finish_reason, prompt_tokens, completion_tokens = self._answer(body, stream=False)
+        if self.chunk_delay_seconds:  # a slow model is as slow unstreamed: the whole answer, at once, at the end
+            self._stopping.wait(self.chunk_delay_seconds * len(re.findall(r"\S+\s*", content)))
         return {
             "id": f"chatcmpl-fake{next(self._ids):08d}",
             "object": "chat.completion",
