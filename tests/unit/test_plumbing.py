@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 
 import pytest
@@ -95,3 +96,41 @@ def test_local_http_events_are_payload_2() -> None:
 )
 def test_each_domain_error_maps_to_one_status(error: errors.DocuChatError, status: int) -> None:
     assert status_of(error) == status
+
+
+def test_make_dev_takes_the_model_chain_from_the_environment_over_the_stages(monkeypatch: pytest.MonkeyPatch) -> None:
+    from local.runtime import LocalOptions, LocalSystem
+
+    # Given a developer's environment naming its own models (and a copy of the environment to write to)
+    environment = {**os.environ, "LLM_MODEL": "my-model", "LLM_FALLBACK_MODEL": "backup-a,backup-b"}
+    environment.pop("LLM_CACHE_TTL", None)
+    monkeypatch.setattr(os, "environ", environment)
+    system = LocalSystem(LocalOptions(zibal_base_url="http://127.0.0.1:9"))
+
+    # When the local system sets the functions' environment from the stage
+    system._set_environment("http://127.0.0.1:1", "http://127.0.0.1:2")
+
+    # Then the developer's choices stay, the stage fills in the rest, and the stage is the local one
+    assert environment["LLM_MODEL"] == "my-model" and environment["LLM_FALLBACK_MODEL"] == "backup-a,backup-b"
+    assert environment["LLM_CACHE_TTL"] == str(system.config.llm_cache_ttl_seconds)
+    assert environment["DOCUCHAT_STAGE"] == "local"
+    assert Settings().llm_chain == ["my-model", "backup-a", "backup-b"]
+
+
+def test_the_dependency_errors_that_mean_try_again_are_told_apart() -> None:
+    from botocore.exceptions import ClientError, EndpointConnectionError
+
+    from shared.data.aws import is_unavailable
+
+    def client_error(code: str, reasons: list[str] | None = None) -> ClientError:
+        response: dict[str, object] = {"Error": {"Code": code, "Message": code}}
+        if reasons:
+            response["CancellationReasons"] = [{"Code": reason} for reason in reasons]
+        return ClientError(response, "Op")  # type: ignore[arg-type]
+
+    assert is_unavailable(EndpointConnectionError(endpoint_url="http://127.0.0.1:9"))
+    assert is_unavailable(client_error("ProvisionedThroughputExceededException"))
+    assert is_unavailable(client_error("TransactionCanceledException", ["None", "TransactionConflict"]))
+    assert not is_unavailable(client_error("TransactionCanceledException", ["ConditionalCheckFailed"]))
+    assert not is_unavailable(client_error("ValidationException"))
+    assert not is_unavailable(ValueError("a bug"))
