@@ -78,8 +78,7 @@ class Answered:
 def load_questions() -> list[Question]:
     raw = json.loads((QUALITY_DIR / "questions.json").read_text())
     return [
-        Question(q["id"], q["question"], tuple(q["expected"]), q["style"], tuple(q.get("history", ())))
-        for q in raw
+        Question(q["id"], q["question"], tuple(q["expected"]), q["style"], tuple(q.get("history", ()))) for q in raw
     ]
 
 

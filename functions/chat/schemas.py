@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, StringConstraints, Tag
 
 from shared.models import (
     BillingRun,
@@ -117,8 +117,15 @@ class FileDocument(Body):
     content_type: Literal["text/plain", "text/markdown", "text/html", "application/pdf"] = "text/plain"
 
 
-# Either inline `text` or the `size_bytes` of a file, never both: each shape forbids the other's fields.
-DocumentCreate = InlineDocument | FileDocument
+def _document_kind(body: object) -> str:
+    return "file" if isinstance(body, dict) and "size_bytes" in body else "inline"
+
+
+# Either inline `text` or the `size_bytes` of a file, never both: each shape forbids the other's fields, and a
+# body is checked against the one it means (by `size_bytes`), so its errors are about that shape.
+DocumentCreate = Annotated[
+    Annotated[InlineDocument, Tag("inline")] | Annotated[FileDocument, Tag("file")], Discriminator(_document_kind)
+]
 
 
 class UploadTarget(BaseModel):

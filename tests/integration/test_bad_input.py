@@ -37,16 +37,19 @@ def test_missing_and_unknown_fields_are_422(harness: Harness, key: str) -> None:
 def test_oversized_fields_and_bodies_are_413(harness: Harness, key: str) -> None:
     limits = harness.container.settings
     long_message = "x" * (limits.max_message_chars + 1)
-    assert_error(harness.call("POST", "/v1/chat", {"message": long_message}, key=key), 413, "payload_too_large")
+    # A message over the limit is refused by the schema itself (which states the limit): a 422 naming the field
+    assert_error(harness.call("POST", "/v1/chat", {"message": long_message}, key=key), 422, "validation_failed")
     huge = "word " * (limits.max_request_bytes // 5 + 10)
     assert_error(harness.call("POST", "/v1/documents", {"title": "t", "text": huge}, key=key), 413, "payload_too_large")
 
 
 def test_empty_and_unsupported_documents_are_rejected(harness: Harness, key: str) -> None:
-    assert_error(harness.call("POST", "/v1/documents", {"title": "t", "text": "   "}, key=key), 400, "invalid_request")
+    # Blank text, a type inline text cannot have, a blank message: the schema says so, so each is a 422
+    blank = {"title": "t", "text": "   "}
+    assert_error(harness.call("POST", "/v1/documents", blank, key=key), 422, "validation_failed")
     body = {"title": "t", "text": "hello", "content_type": "application/pdf"}
-    assert_error(harness.call("POST", "/v1/documents", body, key=key), 400, "invalid_request")
-    assert_error(harness.call("POST", "/v1/chat", {"message": "   "}, key=key), 400, "invalid_request")
+    assert_error(harness.call("POST", "/v1/documents", body, key=key), 422, "validation_failed")
+    assert_error(harness.call("POST", "/v1/chat", {"message": "   "}, key=key), 422, "validation_failed")
 
 
 def test_unknown_ids_are_404(harness: Harness, key: str) -> None:

@@ -116,7 +116,7 @@ def test_a_model_breaking_off_mid_answer_ends_the_stream_with_an_error_and_still
 def test_a_bad_streamed_request_is_a_plain_4xx_not_a_stream(llm: Harness) -> None:
     _, key = llm.new_tenant()
     reply = llm.call("POST", "/v1/chat", {"message": "   ", "stream": True}, key=key)
-    assert reply.status == 400 and reply.json["error"]["code"] == "invalid_request"
+    assert reply.status == 422 and reply.json["error"]["code"] == "validation_failed"
     missing = llm.call("POST", "/v1/chat", {"message": "x", "conversation_id": "c0123456789", "stream": True}, key=key)
     assert missing.status == 404
 
