@@ -35,7 +35,7 @@ from bench._cold_runner import RESULT_MARKER
 from local.bootstrap import create_all
 from local.fake_openai import FakeOpenAI
 from local.lambda_runtime import http_api_event
-from shared.auth import issue_key
+from shared.access.keys import issue_key
 from shared.container import Container
 from shared.data.aws import AwsClients
 from shared.ids import new_id, utc_now

@@ -151,4 +151,6 @@ def create_all(
         before_notifications(env)
     notify_on_upload(clients.s3, clients.sqs, env[resources.DOCUMENTS_BUCKET.env_var], queues)
     clients.ses.verify_email_identity(EmailAddress=sender)
+    for topic in resources.TOPICS:
+        env[topic.env_var] = clients.sns.create_topic(Name=topic.physical_name(config.name))["TopicArn"]
     return env

@@ -41,7 +41,7 @@ ENVIRONMENT_WINS = frozenset(
 )
 # Pollers per consumer, as an event source mapping runs several: metering must keep up with many chatting
 # clients (moto's queue operations slow down as a backlog grows); ingestion's work is one model, shared.
-POLLERS = {"metering": 2, "ingestion": 1}
+POLLERS = {"metering": 2, "ingestion": 1, "webhooks": 1}
 
 
 @dataclass
@@ -148,13 +148,14 @@ class LocalSystem:
         from functions.billing import handler as billing
         from functions.ingestion import handler as ingestion
         from functions.metering import handler as metering
+        from functions.webhooks import handler as webhooks
         from local.workers import QueuePoller, RecurringSchedule, every, nightly
         from shared.container import Container, load_settings
 
         self.container = Container(load_settings())
-        for module in (billing, ingestion, metering):
+        for module in (billing, ingestion, metering, webhooks):
             module.configure(self.container)
-        handlers = {"ingestion": ingestion.handler, "metering": metering.handler}
+        handlers = {"ingestion": ingestion.handler, "metering": metering.handler, "webhooks": webhooks.handler}
         for spec in resources.QUEUES:
             for number in range(POLLERS[spec.consumer]):
                 poller = QueuePoller(

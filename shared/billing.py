@@ -47,6 +47,10 @@ class PaymentGateway(Protocol):
     ) -> PaymentRequest: ...
 
 
+class EventEmitter(Protocol):
+    def emit(self, tenant_id: str, event_type: str, data: dict[str, Any]) -> str: ...
+
+
 class MailSender(Protocol):
     def send(self, to: str, subject: str, body: str) -> str: ...
 
@@ -127,7 +131,9 @@ class BillingService:
         mailer: MailSender,
         callback_url: str,
         clock: Callable[[], datetime],
+        events: EventEmitter | None = None,
     ) -> None:
+        self._events = events  # the tenant's webhook hears of each new invoice (invoice.created)
         self._usage = usage
         self._tenants = tenants
         self._billing = billing
@@ -187,6 +193,16 @@ class BillingService:
             raise RuntimeError(f"invoice {invoice.invoice_id} vanished")
         stored = self._request_payment(stored)
         self._send_email(stored, tenant)
+        if created and self._events is not None:
+            data = {
+                "invoice_id": stored.invoice_id,
+                "period": stored.period.isoformat(),
+                "total_tokens": stored.total_tokens,
+                "amount_tomans": stored.amount_tomans,
+                "status": stored.status.value,
+                "payment_url": stored.payment_url,
+            }
+            self._events.emit(tenant.tenant_id, "invoice.created", data)
         return created
 
     def _draft(

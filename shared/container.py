@@ -6,7 +6,12 @@ from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 
-from shared.auth import Authenticator
+from shared.access.administration import TenantAdministration
+from shared.access.audit import AuditTrail
+from shared.access.authenticator import Authenticator
+from shared.access.budgets import BudgetService, TenantBudgets
+from shared.access.limits import RateLimiter
+from shared.access.tokens import JwksCache, TokenVerifier
 from shared.billing import BillingService, PriceTable, parse_prices
 from shared.chat.cache import ResponseCache
 from shared.chat.completions import CompletionsService
@@ -14,19 +19,32 @@ from shared.chat.followups import QueryRewriter
 from shared.chat.responders import OpenAIUpstream
 from shared.chat.router import Breakers, ModelRouter, RetryPolicy
 from shared.chat.service import ChatService
+from shared.data.audit import AuditRepository
 from shared.data.aws import AwsClients
 from shared.data.billing import BillingRepository
 from shared.data.blobs import BlobStore
 from shared.data.cache import ResponseCacheStore
 from shared.data.conversations import ConversationRepository
 from shared.data.documents import DocumentRepository
-from shared.data.messaging import IngestionQueue, LambdaBillingRunner, Mailer, SecretReader, UsageQueue
+from shared.data.limits import BudgetStore, RateCounters
+from shared.data.messaging import (
+    IngestionQueue,
+    LambdaBillingRunner,
+    Mailer,
+    SecretReader,
+    TopicPublisher,
+    UsageQueue,
+)
+from shared.data.outbound import OutboundHttp, OutboundPolicy
 from shared.data.tenants import TenantRepository
+from shared.data.tickets import TicketRepository
 from shared.data.usage import UsageOutbox, UsageRepository
 from shared.data.vectors import S3VectorStore
+from shared.data.webhooks import WebhookQueue, WebhookRepository
 from shared.data.zibal import ZibalGateway
 from shared.documents import DocumentService
 from shared.embeddings import Embedder, build_embedder
+from shared.escalation.tickets import TicketService
 from shared.ids import utc_now
 from shared.ingestion import IngestionService
 from shared.lazy import lazy
@@ -35,6 +53,8 @@ from shared.payments import PaymentService
 from shared.reconciliation import Reconciler
 from shared.retrieval import HybridRetriever
 from shared.settings import UNSET_SECRET, Settings
+from shared.webhooks.notices import BudgetNotices
+from shared.webhooks.service import WebhookDeliverer, WebhookEmitter, WebhookSettings
 
 CALLBACK_PATH = "/v1/payments/zibal/callback"
 
@@ -116,9 +136,89 @@ class Container:
 
     # Services
     @lazy
+    def outbound(self) -> OutboundHttp:
+        """Calls to URLs tenants give (JWKS, webhooks), refused where they would reach inside."""
+        policy = OutboundPolicy(allow_loopback=self.settings.allows_loopback)
+        return OutboundHttp(policy, self.settings.outbound_timeout_seconds)
+
+    @lazy
     def authenticator(self) -> Authenticator:
         admin_key = self.settings.admin_api_key.get_secret_value() if self.settings.admin_api_key else None
-        return Authenticator(self.tenants, admin_key)
+        tokens = TokenVerifier(self.tenants, JwksCache(self.outbound))
+        return Authenticator(self.tenants, admin_key, tokens, self.settings.default_limits, self.clock)
+
+    @lazy
+    def rate_limiter(self) -> RateLimiter:
+        return RateLimiter(RateCounters(self.aws.dynamodb, self.settings.usage_table), self.clock)
+
+    @lazy
+    def webhooks_queue(self) -> WebhookQueue:
+        return WebhookQueue(self.aws.sqs, self.settings.webhooks_queue_url)
+
+    @lazy
+    def webhook_emitter(self) -> WebhookEmitter:
+        return WebhookEmitter(self.webhooks_queue, self.clock)
+
+    @lazy
+    def webhook_repository(self) -> WebhookRepository:
+        return WebhookRepository(self.aws.dynamodb, self.settings.tenants_table, self.settings.conversations_table)
+
+    @lazy
+    def webhook_settings(self) -> WebhookSettings:
+        return WebhookSettings(self.webhook_repository, self.outbound, self.clock)
+
+    @lazy
+    def webhook_deliverer(self) -> WebhookDeliverer:
+        def tenant_email(tenant_id: str) -> str | None:
+            tenant = self.tenants.get(tenant_id)
+            return tenant.email if tenant else None
+
+        return WebhookDeliverer(
+            self.webhook_repository,
+            self.webhooks_queue,
+            self.outbound,
+            Mailer(self.aws.ses, self.settings.mail_sender),
+            tenant_email,
+            self.clock,
+        )
+
+    @lazy
+    def budgets(self) -> BudgetService:
+        return BudgetService(
+            BudgetStore(self.aws.dynamodb, self.settings.usage_table),
+            BudgetNotices(self.webhook_emitter),
+            self.settings.billing_timezone,
+            self.clock,
+        )
+
+    @lazy
+    def tenant_budgets(self) -> TenantBudgets:
+        def limit_of(tenant_id: str) -> int | None:
+            tenant = self.tenants.get(tenant_id)
+            return self.authenticator.limits_of(tenant).monthly_token_budget if tenant else None
+
+        return TenantBudgets(self.budgets, limit_of)
+
+    @lazy
+    def tickets(self) -> TicketService:
+        return TicketService(
+            TicketRepository(self.aws.dynamodb, self.settings.conversations_table),
+            TopicPublisher(self.aws.sns, self.settings.escalations_topic_arn),
+            self.webhook_emitter,
+            self.clock,
+        )
+
+    @lazy
+    def administration(self) -> TenantAdministration:
+        return TenantAdministration(self.tenants, self.audit, self.outbound.policy, self.clock)
+
+    @lazy
+    def audit(self) -> AuditTrail:
+        return AuditTrail(
+            AuditRepository(self.aws.dynamodb, self.settings.audit_table),
+            self.settings.audit_retention_days,
+            self.clock,
+        )
 
     @lazy
     def retriever(self) -> HybridRetriever:
@@ -156,12 +256,20 @@ class Container:
             ),
             self.query_rewriter,
             self.clock,
+            budgets=self.budgets,
+            tickets=self.tickets,
         )
 
     @lazy
     def completions(self) -> CompletionsService:
         return CompletionsService(
-            self.settings, self.retriever, self.usage_sink, self.model_router, self.query_rewriter, self.clock
+            self.settings,
+            self.retriever,
+            self.usage_sink,
+            self.model_router,
+            self.query_rewriter,
+            self.clock,
+            budgets=self.budgets,
         )
 
     @lazy
@@ -179,6 +287,7 @@ class Container:
             self.usage_sink,
             IngestionQueue(self.aws.sqs, self.settings.ingestion_queue_url),
             self.clock,
+            budgets=self.tenant_budgets,
         )
 
     @lazy
@@ -209,6 +318,7 @@ class Container:
             mailer=Mailer(self.aws.ses, self.settings.mail_sender),
             callback_url=self.settings.public_base_url.rstrip("/") + CALLBACK_PATH,
             clock=self.clock,
+            events=self.webhook_emitter,
         )
 
     @lazy

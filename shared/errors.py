@@ -57,3 +57,24 @@ class ServiceUnavailable(DocuChatError):
     """A dependency (DynamoDB, SQS) cannot take the request now; the same request may succeed in a moment."""
 
     code = "service_unavailable"
+
+
+class TooManyRequests(DocuChatError):
+    """Refused for now; `retry_after` seconds from now it may pass. `headers` go on the reply as they are."""
+
+    code = "too_many_requests"
+
+    def __init__(self, message: str, retry_after: int = 1, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.headers = headers or {}
+
+
+class RateLimited(TooManyRequests):
+    code = "rate_limited"
+
+
+class BudgetExhausted(TooManyRequests):
+    """The tenant's monthly token budget is spent (it comes back with the next period)."""
+
+    code = "budget_exhausted"

@@ -23,12 +23,13 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
+from shared.access.budgets import Reservation, TenantBudgets
 from shared.chunking import chunk_text
 from shared.data.blobs import BlobStore, parse_source_key
 from shared.data.documents import DocumentRepository
 from shared.data.vectors import S3VectorStore
 from shared.embeddings import Embedder
-from shared.errors import NotFound
+from shared.errors import BudgetExhausted, NotFound
 from shared.ids import derived_id
 from shared.metering import UsageSink
 from shared.models import Chunk, Document, DocumentStatus, IngestionStage, UsageEvent, UsageKind
@@ -44,6 +45,7 @@ CONTINUE_MESSAGE = "ingestion.continue"
 UPLOAD_GRACE = timedelta(minutes=5)
 SWEEP_BATCH = 500
 NEVER_ARRIVED = "the upload never arrived"
+BUDGET_SPENT = "the monthly token budget is spent: raise it, or upload again next month"
 
 
 def s3_notification(key: str, etag: str, at: datetime) -> dict[str, Any]:
@@ -103,7 +105,9 @@ class IngestionService:
         usage: UsageSink,
         continuations: Continuations,
         clock: Callable[[], datetime],
+        budgets: TenantBudgets | None = None,
     ) -> None:
+        self._budgets = budgets  # None: no budgets (tools and benchmarks)
         self._settings = settings
         self._documents = documents
         self._blobs = blobs
@@ -201,8 +205,14 @@ class IngestionService:
                     extra={"document_id": document.document_id, "embedded": first, "chunks": len(chunks)},
                 )
                 return IngestOutcome.CONTINUED
+            try:
+                reservation = self._reserve(document, texts[first:last])
+            except BudgetExhausted:
+                return self._fail(document, BUDGET_SPENT)
             embeddings = self._embedder.embed(texts[first:last])
             self._meter(document, first, embeddings.tokens)
+            if self._budgets is not None:
+                self._budgets.settle(reservation, embeddings.tokens)
             self._vectors.write_part(
                 document.tenant_id, document.document_id, document.generation, first, embeddings.vectors
             )
@@ -211,6 +221,12 @@ class IngestionService:
             except NotFound:
                 return self._abandon(document)
         return self._publish(document, chunks, texts)
+
+    def _reserve(self, document: Document, texts: list[str]) -> Reservation | None:
+        """The batch's tokens, held against the tenant's budget (about four characters a token, erring high)."""
+        if self._budgets is None:
+            return None
+        return self._budgets.reserve(document.tenant_id, sum(len(text) for text in texts) // 3 + len(texts))
 
     def _publish(self, document: Document, chunks: list[Chunk], texts: list[str]) -> IngestOutcome:
         assert document.generation is not None

@@ -40,6 +40,51 @@ class ModelPrice(Record):
     output: WholeNumber = Field(ge=0, le=1_000_000)
 
 
+class Scope(StrEnum):
+    """What a key or a token may do. A key is issued with all of them unless it names fewer."""
+
+    CHAT = "chat"  # chat, completions, conversations
+    DOCUMENTS_READ = "documents:read"
+    DOCUMENTS_WRITE = "documents:write"
+    USAGE_READ = "usage:read"  # usage, budget, invoices
+    TICKETS = "tickets"  # escalations to a person
+    WEBHOOKS = "webhooks"  # the tenant's webhook and its delivery log
+
+
+ALL_SCOPES: frozenset[str] = frozenset(scope.value for scope in Scope)
+LIMIT_NAMES = ("requests_per_minute", "requests_per_hour", "monthly_token_budget")
+
+
+class Limits(Record):
+    """What a caller may use; None is unlimited."""
+
+    requests_per_minute: int | None = None
+    requests_per_hour: int | None = None
+    monthly_token_budget: int | None = None
+
+    def overridden(self, overrides: dict[str, int | None] | None) -> Limits:
+        """These limits with some replaced (None in `overrides`: unlimited)."""
+        return self.model_copy(update=dict(overrides)) if overrides else self
+
+    def tightened(self, own: dict[str, int] | None) -> Limits:
+        """These limits, or a key's own where they are tighter: a key can only ever be limited more."""
+        if not own:
+            return self
+        updates = {}
+        for name, value in own.items():
+            current = getattr(self, name)
+            updates[name] = value if current is None else min(current, value)
+        return self.model_copy(update=updates)
+
+
+class JwtSettings(Record):
+    """The tenant's identity provider: tokens from `issuer`, signed by a key in `jwks_url`, for `audience`."""
+
+    issuer: str
+    jwks_url: str
+    audience: str
+
+
 class Tenant(Record):
     tenant_id: str
     name: str
@@ -48,6 +93,9 @@ class Tenant(Record):
     created_at: datetime
     # Per-model prices that replace the stage's for this tenant ("default" covers the models not listed).
     prices: dict[str, ModelPrice] | None = None
+    # The limits this tenant has instead of the stage's defaults (a None value: unlimited).
+    limits: dict[str, int | None] | None = None
+    jwt: JwtSettings | None = None
 
 
 class ApiKey(Record):
@@ -59,18 +107,29 @@ class ApiKey(Record):
     key_hash: str
     name: str = ""
     created_at: datetime
+    # From this moment the key is refused: set at once by a revocation, later by one with a grace period.
     revoked_at: datetime | None = None
+    expires_at: datetime | None = None
+    last_used_at: datetime | None = None
+    scopes: tuple[str, ...] | None = None  # None: every scope
+    limits: dict[str, int] | None = None  # tighter than the tenant's, never looser
 
-    @property
-    def active(self) -> bool:
-        return self.revoked_at is None
+    def usable_at(self, now: datetime) -> bool:
+        return (self.revoked_at is None or self.revoked_at > now) and (self.expires_at is None or self.expires_at > now)
 
 
 class Principal(Record):
-    """Who is calling: a tenant through one of its keys."""
+    """Who is calling: a tenant, through one of its keys or a token of its identity provider."""
 
     tenant_id: str
-    key_id: str
+    key_id: str  # the key's id; for a token, "jwt"
+    subject: str = ""  # whose requests count against the rate limits: the key id, or "jwt:<sub>"
+    scopes: frozenset[str] = ALL_SCOPES
+    limits: Limits = Limits()
+
+    @property
+    def rate_subject(self) -> str:
+        return self.subject or self.key_id
 
 
 class DocumentStatus(StrEnum):
@@ -278,3 +337,64 @@ class BillingRun(Record):
     errors: tuple[str, ...] = ()
     started_at: datetime
     finished_at: datetime
+
+
+WEBHOOK_EVENTS = ("escalation.created", "budget.threshold", "invoice.created")
+
+
+class WebhookConfig(Record):
+    tenant_id: str
+    url: str
+    events: tuple[str, ...]
+    secret: str
+    created_at: datetime
+
+
+class DeliveryAttempt(Record):
+    at: datetime
+    status_code: int | None = None  # None: no answer (refused, timed out, unreachable)
+    error: str | None = None
+    duration_ms: int = 0
+
+
+class WebhookDelivery(Record):
+    tenant_id: str
+    event_id: str
+    type: str
+    url: str
+    status: str  # pending | delivered | retrying | failed | refused
+    attempts: tuple[DeliveryAttempt, ...] = ()
+    next_attempt_at: datetime | None = None
+    created_at: datetime
+
+
+class TicketStatus(StrEnum):
+    OPEN = "open"
+    IN_PROGRESS = "in_progress"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+
+
+class Ticket(Record):
+    """An escalation to a person: what was asked, why it was escalated, and where it stands."""
+
+    tenant_id: str
+    ticket_id: str
+    conversation_id: str
+    question: str
+    reason: str
+    status: TicketStatus = TicketStatus.OPEN
+    created_at: datetime
+    updated_at: datetime
+
+
+class AuditRecord(Record):
+    """One admin action: who, what, on what, with which details, when."""
+
+    record_id: str
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    tenant_id: str | None = None
+    details: dict[str, object] = Field(default_factory=dict)

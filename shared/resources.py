@@ -55,6 +55,15 @@ class QueueSpec:
 
 
 @dataclass(frozen=True)
+class TopicSpec:
+    id: str
+    env_var: str
+
+    def physical_name(self, stage: str) -> str:
+        return physical_name(stage, self.id)
+
+
+@dataclass(frozen=True)
 class BucketSpec:
     id: str
     env_var: str
@@ -76,6 +85,7 @@ class FunctionSpec:
     bucket_access: Literal["none", "read", "read_write"] = "none"
     sends_email: bool = False
     invokes: tuple[str, ...] = ()  # function ids it may call synchronously
+    publishes: tuple[str, ...] = ()  # topic ids
     # A script (in the code bundle) that runs instead of the managed runtime's loop: AWS_LAMBDA_EXEC_WRAPPER.
     exec_wrapper: str | None = None
 
@@ -104,13 +114,24 @@ CONVERSATIONS = TableSpec(
 USAGE = TableSpec("usage", "DOCUCHAT_USAGE_TABLE", PK, SK, ttl_attribute="expires_at")
 BILLING = TableSpec("billing", "DOCUCHAT_BILLING_TABLE", PK, SK)
 
-TABLES: tuple[TableSpec, ...] = (TENANTS, DOCUMENTS, CONVERSATIONS, USAGE, BILLING)
+# Every admin action, by tenant (pk = tenant id, or "-"), and all of them newest first through `recent`.
+RECENT_AUDIT = IndexSpec("recent", Attribute("log"), SK)
+AUDIT = TableSpec("audit", "DOCUCHAT_AUDIT_TABLE", PK, SK, indexes=(RECENT_AUDIT,), ttl_attribute="expires_at")
+
+TABLES: tuple[TableSpec, ...] = (TENANTS, DOCUMENTS, CONVERSATIONS, USAGE, BILLING, AUDIT)
 
 USAGE_QUEUE = QueueSpec("usage", "DOCUCHAT_USAGE_QUEUE_URL", consumer="metering", batch_size=25)
 # One message an invocation: ingestion plans its work by the time left, which a second message would share.
 INGESTION_QUEUE = QueueSpec("ingestion", "DOCUCHAT_INGESTION_QUEUE_URL", consumer="ingestion", batch_size=1)
 
-QUEUES: tuple[QueueSpec, ...] = (USAGE_QUEUE, INGESTION_QUEUE)
+# Webhook events on their way to tenants' URLs; the webhooks function sends retries to it too.
+WEBHOOKS_QUEUE = QueueSpec("webhooks", "DOCUCHAT_WEBHOOKS_QUEUE_URL", consumer="webhooks", batch_size=5)
+
+QUEUES: tuple[QueueSpec, ...] = (USAGE_QUEUE, INGESTION_QUEUE, WEBHOOKS_QUEUE)
+
+# Escalations to a person: whoever runs the support desk subscribes (email, a ticketing system's endpoint).
+ESCALATIONS_TOPIC = TopicSpec("escalations", "DOCUCHAT_ESCALATIONS_TOPIC_ARN")
+TOPICS: tuple[TopicSpec, ...] = (ESCALATIONS_TOPIC,)
 
 # How often the frequent scheduled jobs run, deployed (stacks/schedule.py) and locally (local/runtime.py) alike.
 OUTBOX_DRAIN_MINUTES = 5  # metering counts the usage events parked while SQS would not take them
@@ -126,30 +147,35 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         FunctionSpec(
             "chat",
             handler="functions.chat.handler.handler",
-            # usage: the outbox that keeps usage events SQS could not take; billing: the payment callback.
-            writes=("tenants", "documents", "conversations", "usage", "billing"),
-            sends_to=("usage",),
+            # usage: the outbox, rate counters and budgets; billing: the payment callback; audit: admin actions.
+            writes=("tenants", "documents", "conversations", "usage", "billing", "audit"),
+            sends_to=("usage", "webhooks"),
             bucket_access="read_write",
             invokes=("billing",),  # POST /v1/admin/billing/run runs the nightly job on demand
+            publishes=("escalations",),
         ),
         # The same app behind a Function URL that streams (docs/decisions/0007): its own runtime loop speaks the
         # Runtime API's streaming mode, so it needs exactly what chat needs.
         FunctionSpec(
             "stream",
             handler="functions.stream.runtime.handler",
-            writes=("tenants", "documents", "conversations", "usage", "billing"),
-            sends_to=("usage",),
+            writes=("tenants", "documents", "conversations", "usage", "billing", "audit"),
+            sends_to=("usage", "webhooks"),
             bucket_access="read_write",
             invokes=("billing",),
+            publishes=("escalations",),
             exec_wrapper="functions/stream/bootstrap",
         ),
         FunctionSpec(
             "ingestion",
             handler="functions.ingestion.handler.handler",
-            # usage: the outbox for embedding usage events SQS could not take.
+            # tenants: whose budget a document's embedding counts against.
+            reads=("tenants",),
+            # usage: the outbox for embedding usage events SQS could not take, and the budgets.
             writes=("documents", "usage"),
-            # usage: embedding tokens; ingestion: the rest of a large document, handed to the next invocation.
-            sends_to=("usage", "ingestion"),
+            # usage: embedding tokens; ingestion: the rest of a large document, handed to the next invocation;
+            # webhooks: the budget's 80% notice.
+            sends_to=("usage", "ingestion", "webhooks"),
             bucket_access="read_write",  # writes the vector segments
         ),
         # Reads tenants to refuse events of tenants that do not exist.
@@ -159,6 +185,16 @@ FUNCTIONS: dict[str, FunctionSpec] = {
             handler="functions.billing.handler.handler",
             reads=("tenants",),
             writes=("usage", "billing"),  # usage: the day-closed markers written before a day is read
+            sends_to=("webhooks",),  # invoice.created
+            sends_email=True,
+        ),
+        # Delivers webhook events (and the emails some carry); logs each attempt; queues its own retries.
+        FunctionSpec(
+            "webhooks",
+            handler="functions.webhooks.handler.handler",
+            reads=("tenants",),
+            writes=("conversations",),
+            sends_to=("webhooks",),
             sends_email=True,
         ),
     )
@@ -171,3 +207,7 @@ def table_by_id(table_id: str) -> TableSpec:
 
 def queue_by_id(queue_id: str) -> QueueSpec:
     return next(q for q in QUEUES if q.id == queue_id)
+
+
+def topic_by_id(topic_id: str) -> TopicSpec:
+    return next(t for t in TOPICS if t.id == topic_id)

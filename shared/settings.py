@@ -12,7 +12,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator, model_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared import resources
-from shared.models import ModelPrice
+from shared.models import Limits, ModelPrice
 
 # What a deploy puts into a secret an operator must still fill in (CloudFormation refuses empty secrets).
 UNSET_SECRET = "set-after-deploy"
@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     conversations_table: str = Field("", validation_alias=_env(resources.CONVERSATIONS.env_var))
     usage_table: str = Field("", validation_alias=_env(resources.USAGE.env_var))
     billing_table: str = Field("", validation_alias=_env(resources.BILLING.env_var))
+    audit_table: str = Field("", validation_alias=_env(resources.AUDIT.env_var))
+    webhooks_queue_url: str = Field("", validation_alias=_env(resources.WEBHOOKS_QUEUE.env_var))
+    escalations_topic_arn: str = Field("", validation_alias=_env(resources.ESCALATIONS_TOPIC.env_var))
     usage_queue_url: str = Field("", validation_alias=_env(resources.USAGE_QUEUE.env_var))
     # Ingestion sends itself the rest of a large document through its own queue.
     ingestion_queue_url: str = Field("", validation_alias=_env(resources.INGESTION_QUEUE.env_var))
@@ -127,6 +130,15 @@ class Settings(BaseSettings):
     ingestion_time_margin_seconds: int = Field(
         60, ge=5, le=600, validation_alias=_env("DOCUCHAT_INGESTION_TIME_MARGIN_SECONDS")
     )
+    # Limits every tenant has unless it has its own: JSON {"requests_per_minute", "requests_per_hour",
+    # "monthly_token_budget"}, null for unlimited (stage setting default_limits).
+    default_limits: Limits = Field(default_factory=Limits, validation_alias=_env("DOCUCHAT_DEFAULT_LIMITS"))
+    audit_retention_days: int = Field(400, ge=1, le=3650, validation_alias=_env("DOCUCHAT_AUDIT_RETENTION_DAYS"))
+    # Origins the browser may call the API from (locally; in AWS API Gateway and the Function URL answer CORS).
+    cors_origins: str = Field("", validation_alias=_env("DOCUCHAT_CORS_ORIGINS"))
+    # Calls to tenants' URLs (JWKS, webhooks) may reach loopback: locally and in tests only (unset: emulated AWS).
+    outbound_allow_loopback: bool | None = Field(None, validation_alias=_env("DOCUCHAT_OUTBOUND_ALLOW_LOOPBACK"))
+    outbound_timeout_seconds: float = Field(10.0, gt=0, le=30, validation_alias=_env("DOCUCHAT_OUTBOUND_TIMEOUT"))
     history_turns: int = Field(6, ge=0, le=50, validation_alias=_env("DOCUCHAT_HISTORY_TURNS"))
     conversation_ttl_days: int = Field(30, gt=0, validation_alias=_env("DOCUCHAT_CONVERSATION_TTL_DAYS"))
 
@@ -150,10 +162,22 @@ class Settings(BaseSettings):
             ("conversations_table", resources.CONVERSATIONS),
             ("usage_table", resources.USAGE),
             ("billing_table", resources.BILLING),
+            ("audit_table", resources.AUDIT),
         ):
             if not data.get(spec.env_var) and not data.get(field_name):
                 data[field_name] = spec.physical_name(stage)
         return data
+
+    @property
+    def allows_loopback(self) -> bool:
+        """Loopback is a fine webhook or JWKS host locally (emulated AWS), never in a deployed stage."""
+        if self.outbound_allow_loopback is not None:
+            return self.outbound_allow_loopback
+        return self.aws_endpoint_url is not None
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return _split(self.cors_origins)
 
     @property
     def llm_chain(self) -> list[str]:

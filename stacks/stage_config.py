@@ -11,6 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from shared.models import Limits
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CDK_JSON = PROJECT_ROOT / "cdk.json"
 
@@ -26,6 +28,8 @@ DEFAULT_SIZING = {
     "chat": FunctionSizing(memory_mb=1024, timeout_seconds=29),
     # A streamed answer may take longer than API Gateway's 29 s; a Function URL streams for up to 15 minutes.
     "stream": FunctionSizing(memory_mb=1024, timeout_seconds=120),
+    # A batch of five deliveries, each allowed 10 s.
+    "webhooks": FunctionSizing(memory_mb=256, timeout_seconds=90),
     # 2 GB buys the CPU the local embedder and PDF parsing want; large documents continue in a new message.
     "ingestion": FunctionSizing(memory_mb=2048, timeout_seconds=300),
     "metering": FunctionSizing(memory_mb=512, timeout_seconds=30),
@@ -53,6 +57,11 @@ class StageConfig(BaseModel):
     # Seconds an answer is served from the response cache (LLM_CACHE_TTL); 0: off.
     llm_cache_ttl_seconds: int = Field(0, ge=0, le=30 * 86_400)
     prices_tomans_per_1k_tokens: dict[str, int]
+    # Every tenant's limits unless it has its own (null: unlimited).
+    default_limits: Limits = Field(default_factory=Limits)
+    # Origins browsers may call the API from: the web app's, say. Empty: no browser access.
+    cors_allowed_origins: list[str] = Field(default_factory=list)
+    audit_retention_days: int = Field(400, ge=1, le=3650)
     billing_timezone: str
     billing_hour: int = Field(ge=0, le=23)
     billing_minute: int = Field(ge=0, le=59)
@@ -106,6 +115,8 @@ class StageConfig(BaseModel):
             "LLM_FALLBACK_MODEL": ",".join(self.llm_fallback_models),
             "LLM_ALLOWED_MODELS": ",".join(self.llm_allowed_models),
             "LLM_CACHE_TTL": str(self.llm_cache_ttl_seconds),
+            "DOCUCHAT_DEFAULT_LIMITS": self.default_limits.model_dump_json(),
+            "DOCUCHAT_AUDIT_RETENTION_DAYS": str(self.audit_retention_days),
             "DOCUCHAT_PRICES": json.dumps(self.prices_tomans_per_1k_tokens, sort_keys=True),
             "DOCUCHAT_BILLING_TIMEZONE": self.billing_timezone,
             "DOCUCHAT_MAIL_SENDER": self.mail_sender,

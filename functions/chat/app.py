@@ -5,15 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from functions.chat.errors import error_response, install_error_handlers
-from functions.chat.routes import admin, billing, chat, completions, documents, health, payments
+from functions.chat.routes import admin, billing, chat, completions, documents, health, payments, tickets, webhooks
 from shared.container import Container
 from shared.errors import PayloadTooLarge
 from shared.observability import begin_request
 
 DESCRIPTION = """Multi-tenant document chat. Tenant calls send `Authorization: Bearer <api key>` (or `X-API-Key`);
 admin calls send the admin key the same way. Errors are `{"error": {"code", "message"}}`."""
+
+
+# What a browser may send, and read, across origins: the same lists the stacks give API Gateway and the URL.
+CORS_HEADERS = ["Authorization", "Content-Type", "X-API-Key", "Idempotency-Key"]
+CORS_EXPOSED = ["X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After"]
 
 
 class BodySizeLimit:
@@ -57,12 +63,46 @@ class RequestLogKeys:
         await self.app(scope, receive, send)
 
 
+class RateLimitHeaders:
+    """Puts the caller's X-RateLimit-* headers (set by deps.principal) on its reply, streamed replies included."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Any) -> None:
+            extra = (scope.get("state") or {}).get("rate_headers")
+            if message["type"] == "http.response.start" and extra:
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                added = [
+                    (k.lower().encode(), v.encode()) for k, v in extra.items() if k.lower().encode() not in present
+                ]
+                message = {**message, "headers": [*message.get("headers", []), *added]}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
 def create_app(container: Container) -> FastAPI:
     app = FastAPI(title="DocuChat", version="1.0.0", description=DESCRIPTION)
     app.state.container = container
     install_error_handlers(app)
-    for module in (health, chat, completions, documents, billing, payments, admin):
+    for module in (health, chat, completions, documents, billing, tickets, webhooks, payments, admin):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=container.settings.max_request_bytes)
+    app.add_middleware(RateLimitHeaders)
+    if container.settings.cors_origin_list:  # locally; in AWS API Gateway and the Function URL answer CORS
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=container.settings.cors_origin_list,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=CORS_HEADERS,
+            expose_headers=CORS_EXPOSED,
+            max_age=600,
+        )
     app.add_middleware(RequestLogKeys)  # added last, so it runs first
     return app

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
+from shared.access.authenticator import require_scope
 from shared.container import Container
 from shared.errors import NotFound
-from shared.models import ID_PATTERN, Principal
+from shared.models import ID_PATTERN, Principal, Scope
 from shared.observability import tag_request
 
 _ID = re.compile(ID_PATTERN)
@@ -39,10 +41,26 @@ def _presented_key(bearer: HTTPAuthorizationCredentials | None, x_api_key: str |
     return bearer.credentials.strip() if bearer else None
 
 
-def principal(services: Annotated[Container, Depends(container)], bearer: Bearer, x_api_key: ApiKeyHeader) -> Principal:
+def principal(
+    request: Request, services: Annotated[Container, Depends(container)], bearer: Bearer, x_api_key: ApiKeyHeader
+) -> Principal:
+    """The caller, authenticated and counted against its rate limits (the reply says where it stands)."""
     caller = services.authenticator.tenant(_presented_key(bearer, x_api_key))
     tag_request(tenant_id=caller.tenant_id, key_id=caller.key_id)  # every log line of the request says whose
+    status = services.rate_limiter.check(caller)
+    if status is not None:
+        request.state.rate_headers = status.headers()  # added to the reply by RateLimitHeaders (app.py)
     return caller
+
+
+def scoped(scope: Scope) -> Callable[[Principal], Principal]:
+    """A dependency: the caller, who must hold `scope` (403 otherwise)."""
+
+    def check(caller: Annotated[Principal, Depends(principal)]) -> Principal:
+        require_scope(caller, scope)
+        return caller
+
+    return check
 
 
 def admin(services: Annotated[Container, Depends(container)], bearer: Bearer, x_api_key: ApiKeyHeader) -> None:
@@ -59,6 +77,13 @@ def request_id(request: Request, idempotency_key: Annotated[str | None, Header(m
 
 Services = Annotated[Container, Depends(container)]
 Caller = Annotated[Principal, Depends(principal)]
+# The caller with the scope a route needs.
+Chatter = Annotated[Principal, Depends(scoped(Scope.CHAT))]
+DocumentReader = Annotated[Principal, Depends(scoped(Scope.DOCUMENTS_READ))]
+DocumentWriter = Annotated[Principal, Depends(scoped(Scope.DOCUMENTS_WRITE))]
+UsageReader = Annotated[Principal, Depends(scoped(Scope.USAGE_READ))]
+TicketHandler = Annotated[Principal, Depends(scoped(Scope.TICKETS))]
+WebhookManager = Annotated[Principal, Depends(scoped(Scope.WEBHOOKS))]
 RequestId = Annotated[str, Depends(request_id)]
 
 

@@ -23,6 +23,7 @@ from shared.errors import (
     NotFound,
     PayloadTooLarge,
     ServiceUnavailable,
+    TooManyRequests,
     Unauthorized,
     UpstreamFailed,
 )
@@ -37,6 +38,7 @@ STATUS_BY_ERROR: dict[type[DocuChatError], int] = {
     Conflict: 409,
     UpstreamFailed: 502,
     ServiceUnavailable: 503,
+    TooManyRequests: 429,
 }
 RETRY_AFTER_SECONDS = "1"  # a dependency that could not take a request now usually can a moment later
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type"}
@@ -46,7 +48,15 @@ OPENAI_DOOR = ("/v1/chat/completions", "/v1/models")
 # OpenAI's error `type` by status; its SDKs pick the exception by status (401 AuthenticationError, 429 ...).
 _OPENAI_TYPES = {401: "invalid_request_error", 403: "permission_error", 429: "rate_limit_exceeded"}
 # OpenAI's `code` where it has its own name for ours.
-_OPENAI_CODES = {"unauthorized": "invalid_api_key", "invalid_request": None, "validation_failed": None}
+_OPENAI_CODES = {
+    "unauthorized": "invalid_api_key",
+    "invalid_request": None,
+    "validation_failed": None,
+    "rate_limited": "rate_limit_exceeded",
+    "budget_exhausted": "insufficient_quota",
+}
+# OpenAI tells these two 429s apart by type: "requests" for a rate limit, "insufficient_quota" for spent money.
+_OPENAI_TYPES_BY_CODE = {"rate_limited": "requests", "budget_exhausted": "insufficient_quota"}
 
 
 def error_response(
@@ -58,7 +68,9 @@ def error_response(
     request: Request | None = None,
 ) -> JSONResponse:
     if request is not None and request.url.path.startswith(OPENAI_DOOR):
-        error_type = _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+        error_type = _OPENAI_TYPES_BY_CODE.get(code) or _OPENAI_TYPES.get(
+            status, "server_error" if status >= 500 else "invalid_request_error"
+        )
         body = {"message": message, "type": error_type, "param": param, "code": _OPENAI_CODES.get(code, code)}
         return JSONResponse({"error": body}, status_code=status, headers=headers)
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
@@ -105,6 +117,8 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         if status == 503:
             headers = {"Retry-After": RETRY_AFTER_SECONDS}
+        if isinstance(error, TooManyRequests):
+            headers = {**error.headers, "Retry-After": str(error.retry_after)}
         return error_response(status, error.code, error.message, headers, error.param, request)
 
     @app.exception_handler(RequestValidationError)

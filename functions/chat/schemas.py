@@ -8,14 +8,19 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, StringConstraints, Tag
 
 from shared.models import (
+    AuditRecord,
     BillingRun,
     Citation,
     Document,
     DocumentStatus,
     Invoice,
     ModelPrice,
+    Scope,
     Tenant,
     TenantStatus,
+    Ticket,
+    TicketStatus,
+    WebhookDelivery,
     WholeNumber,
 )
 from shared.reconciliation import TenantReconciliation
@@ -193,11 +198,22 @@ class UsageDay(BaseModel):
     events: int
 
 
+class BudgetOut(BaseModel):
+    """The month's token budget: `limit` null is unlimited. `reserved` is held by calls in flight."""
+
+    limit: int | None
+    used: int
+    reserved: int
+    remaining: int | None
+    period: str = Field(description="YYYY-MM, in the billing time zone")
+
+
 class UsageOut(BaseModel):
     start: date
     end: date
     days: list[UsageDay]
     total_tokens: int
+    budget: BudgetOut
 
 
 class InvoiceOut(BaseModel):
@@ -214,6 +230,30 @@ class InvoiceList(BaseModel):
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
 
 
+MAX_PER_MINUTE = 1_000_000
+MAX_PER_HOUR = 60_000_000
+MAX_MONTHLY_TOKENS = 10**13
+
+
+class LimitsIn(Body):
+    requests_per_minute: WholeNumber | None = Field(None, ge=1, le=MAX_PER_MINUTE)
+    requests_per_hour: WholeNumber | None = Field(None, ge=1, le=MAX_PER_HOUR)
+    monthly_token_budget: WholeNumber | None = Field(None, ge=1, le=MAX_MONTHLY_TOKENS)
+
+
+class KeyLimitsIn(Body):
+    """A key's own limits: tighter than its tenant's (a looser one has no effect)."""
+
+    requests_per_minute: WholeNumber | None = Field(None, ge=1, le=MAX_PER_MINUTE)
+    requests_per_hour: WholeNumber | None = Field(None, ge=1, le=MAX_PER_HOUR)
+
+
+class JwtIn(Body):
+    issuer: str = Field(min_length=1, max_length=500, pattern=NOT_BLANK)
+    jwks_url: str = Field(min_length=8, max_length=2048, pattern=r"^https?://")
+    audience: str = Field(min_length=1, max_length=500, pattern=NOT_BLANK)
+
+
 class TenantCreate(Body):
     name: str = Field(min_length=1, max_length=200, pattern=NOT_BLANK)
     email: str = Field(pattern=EMAIL, max_length=254)
@@ -225,6 +265,10 @@ class TenantUpdate(Body):
     status: TenantStatus | None = None
     # Tomans per 1,000 tokens by model, replacing the stage's prices for this tenant ("default": the rest).
     prices: dict[ModelName, ModelPrice] | None = Field(None, max_length=50)
+    limits: LimitsIn | None = Field(
+        None, description="Replaces the stage's defaults for the fields given; a field set to null is unlimited."
+    )
+    jwt: JwtIn | None = Field(None, description="Trust this identity provider's tokens for this tenant.")
 
 
 class TenantOut(BaseModel):
@@ -238,6 +282,9 @@ class TenantList(BaseModel):
 
 class KeyCreate(Body):
     name: str = Field("", max_length=100)
+    scopes: list[Scope] | None = Field(None, description="What the key may do; all scopes when not given.")
+    expires_at: datetime | None = Field(None, description="When the key stops working (for rotation).")
+    limits: KeyLimitsIn | None = None
 
 
 class KeyCreated(BaseModel):
@@ -245,6 +292,8 @@ class KeyCreated(BaseModel):
     prefix: str
     api_key: str = Field(description="The key itself. It is shown only this once; DocuChat keeps only its hash.")
     created_at: datetime
+    scopes: list[str]
+    expires_at: datetime | None
 
 
 class KeyOut(BaseModel):
@@ -253,6 +302,10 @@ class KeyOut(BaseModel):
     name: str
     created_at: datetime
     revoked_at: datetime | None
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    scopes: list[str]
+    limits: dict[str, int] | None
 
 
 class BillingRunRequest(Body):
@@ -274,3 +327,34 @@ class ReconciliationOut(BaseModel):
     ok: bool
     mismatches: int
     tenants: list[TenantReconciliation]
+
+
+class AuditOut(BaseModel):
+    records: list[AuditRecord]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+
+
+class WebhookIn(Body):
+    url: str = Field(min_length=8, max_length=2048, pattern=r"^https?://")
+    events: list[Literal["escalation.created", "budget.threshold", "invoice.created"]] = Field(min_length=1)
+
+
+class WebhookOut(BaseModel):
+    url: str
+    events: list[str]
+    created_at: datetime
+    secret: str | None = Field(None, description="The signing secret: shown once, when the webhook is set.")
+
+
+class DeliveryList(BaseModel):
+    deliveries: list[WebhookDelivery]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+
+
+class TicketList(BaseModel):
+    tickets: list[Ticket]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+
+
+class TicketUpdate(Body):
+    status: TicketStatus

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from shared.access.budgets import BudgetService, Reservation
 from shared.chat.followups import QueryRewriter, Rewrite
 from shared.chat.prompts import DOCUMENTS_PROMPT, documents_block
 from shared.chat.responders import (
@@ -274,6 +275,8 @@ class _Call:
     route: str
     question: str
     now: datetime
+    reservation: Reservation | None = None
+    metered_tokens: int = 0
 
 
 class CompletionsService:
@@ -285,7 +288,9 @@ class CompletionsService:
         router: ModelRouter | None,
         rewriter: QueryRewriter,
         clock: Callable[[], datetime],
+        budgets: BudgetService | None = None,
     ) -> None:
+        self._budgets = budgets  # None: no budgets (tools and benchmarks)
         self._settings = settings
         self._retriever = retriever
         self._usage = usage
@@ -307,6 +312,12 @@ class CompletionsService:
 
     def create(self, principal: Principal, request_id: str, body: Any) -> dict[str, Any]:
         call = self._prepare(principal, request_id, body)
+        try:
+            return self._create(call)
+        finally:
+            self._settle(call)
+
+    def _create(self, call: _Call) -> dict[str, Any]:
         if self._router is None or call.request.model == EXTRACTIVE_MODEL:
             return self._finished(call, *self._extractive_answer(call, NO_KEY_NOTE))
         try:
@@ -338,8 +349,13 @@ class CompletionsService:
             _, text, prompt, output = self._degraded(call, error)
             return self._relay(call, EXTRACTIVE_MODEL, _synthetic_chunks(EXTRACTIVE_MODEL, text, prompt, output))
         except LLMError as error:
+            self._settle(call)
             raise _refused(error) from error
         return self._relay(call, model, chunks)
+
+    def _settle(self, call: _Call) -> None:
+        if self._budgets is not None:
+            self._budgets.settle(call.reservation, call.metered_tokens)
 
     # --- the parts ---------------------------------------------------------------------------------------------
 
@@ -362,6 +378,10 @@ class CompletionsService:
             if retrieval.passages:
                 messages = _with_documents(messages, retrieval.passages)
         chain = list(dict.fromkeys([request.model, *self._settings.llm_chain]))
+        reservation = None
+        if self._budgets is not None:  # the worst case: the prompt (erring high) and the longest answer allowed
+            worst = len(prompt_text(messages)) // 3 + len(messages) * 4 + request.max_tokens
+            reservation = self._budgets.reserve(principal.tenant_id, principal.limits.monthly_token_budget, worst)
         return _Call(
             principal=principal,
             request=request,
@@ -374,6 +394,7 @@ class CompletionsService:
             route=route,
             question=question,
             now=self._clock(),
+            reservation=reservation,
         )
 
     def _extractive_answer(self, call: _Call, note: str) -> tuple[str, str, int, int]:
@@ -393,7 +414,14 @@ class CompletionsService:
         return {**completion, "docuchat": self._extension(call)}
 
     def _relay(self, call: _Call, model: str, chunks: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any] | str]:
-        """Pass the model's chunks on under the answering model's name; meter what it reported, then [DONE]."""
+        """Pass the model's chunks on under the answering model's name; meter what it reported, then [DONE].
+        However the stream ends, the budget reservation is settled with what was metered."""
+        try:
+            yield from self._relayed(call, model, chunks)
+        finally:
+            self._settle(call)
+
+    def _relayed(self, call: _Call, model: str, chunks: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any] | str]:
         include_usage = call.request.include_usage
         seen = _Seen()
         try:
@@ -436,6 +464,7 @@ class CompletionsService:
         )
         if events:
             self._usage.send(*events)
+            call.metered_tokens += sum(e.total_tokens for e in events)
         count(CHAT_REQUESTS, 1)
 
 

@@ -9,22 +9,29 @@ saved (or `StreamError` when the model broke off mid-answer). The buffered reply
 Routes (`route` in the reply):
 - `rag`: answered from the tenant's passages; `direct`: documents not consulted;
 - `not_found`: no passage was relevant, so it says it does not know rather than let a model guess;
-- `degraded`: every model of the chain failed, so the extractive responder quoted the passages instead.
+- `degraded`: every model of the chain failed, so the extractive responder quoted the passages instead;
+- `escalated`: the question went to a person (asked for one, angry, or "I don't know" again and again): a
+  ticket was opened, and the reply says someone will follow up.
+
+The month's token budget is reserved for the worst case before any model is called (the request is refused
+with 429 when it cannot be), and settled with what was used once the answer is done.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from shared.access.budgets import BudgetService, Reservation
 from shared.chat.cache import CachedAnswer, ResponseCache, cache_key
 from shared.chat.followups import QueryRewriter, Rewrite
 from shared.chat.prompts import rag_messages
 from shared.chat.responders import (
     DEGRADED_NOTE,
     NOT_FOUND_ANSWER,
+    Answer,
     ExtractiveResponder,
     LLMError,
     ModelRequest,
@@ -34,6 +41,8 @@ from shared.chat.router import AllModelsFailed, ModelRouter
 from shared.chat.usage import answer_events
 from shared.data.conversations import ConversationRepository
 from shared.errors import InvalidInput, NotFound, PayloadTooLarge
+from shared.escalation.router import Decision, Route, decide
+from shared.escalation.tickets import ESCALATION_ANSWER, TicketService
 from shared.ids import derived_id, new_id
 from shared.metering import UsageSink
 from shared.models import Citation, Conversation, Message, Principal, Record
@@ -42,6 +51,10 @@ from shared.retrieval import HybridRetriever, Retrieval
 from shared.settings import Settings
 
 SNIPPET_CHARS = 240
+PASSAGE_TOKENS = 300  # what one retrieved passage may add to a prompt, at most (chunks are ~220 tokens)
+REWRITE_TOKENS = 200  # a follow-up rewritten by the model: its prompt and its short answer
+ROUTER_MODEL = "docuchat-router"  # what an escalation reply names as its model: no model wrote it
+SMALL_TALK_ANSWER = "Hello! Ask me anything about your documents, and I'll answer with the passages I used."
 _PIECE = re.compile(r"\S+\s*")
 WORDS_PER_PIECE = 4  # how a ready-made text (cached, extractive) is streamed: a few words an event
 
@@ -102,6 +115,9 @@ class _Turn:
     retrieval: Retrieval
     citations: tuple[Citation, ...]
     now: datetime
+    decision: Decision
+    reservation: Reservation | None
+    metered_tokens: int = 0  # what _meter has sent for this turn: what its reservation settles to
 
 
 class ChatService:
@@ -115,7 +131,11 @@ class ChatService:
         cache: ResponseCache,
         rewriter: QueryRewriter,
         clock: Callable[[], datetime],
+        budgets: BudgetService | None = None,
+        tickets: TicketService | None = None,
     ) -> None:
+        self._budgets = budgets  # None: no budgets (tools and benchmarks)
+        self._tickets = tickets  # None: nothing is escalated
         self._settings = settings
         self._retriever = retriever
         self._conversations = conversations
@@ -156,8 +176,10 @@ class ChatService:
         conversation = self._conversation(principal.tenant_id, conversation_id, question, now)
         turns = self._settings.history_turns
         history = conversation.messages[-2 * turns :] if turns else ()
+        decision = decide(question, history) if self._tickets is not None else Decision(Route.DOCUMENTS)
+        reservation = self._reserve(principal, question, history)
         rewrite, retrieval = Rewrite(query=question), Retrieval(passages=[])
-        if use_documents:
+        if use_documents and decision.route == Route.DOCUMENTS:
             rewrite = self._rewriter.standalone(question, history)
             retrieval = self._retriever.retrieve(principal.tenant_id, rewrite.query, self._settings.retrieval_top_k)
         citations = tuple(
@@ -181,7 +203,22 @@ class ChatService:
             retrieval=retrieval,
             citations=citations,
             now=now,
+            decision=decision,
+            reservation=reservation,
         )
+
+    def _reserve(
+        self, principal: Principal, question: str, history: tuple[Message, ...] | Sequence[Message]
+    ) -> Reservation | None:
+        """The worst this turn can cost: the question (embedded, and maybe rewritten), the conversation, the
+        passages, and the longest answer. Raises BudgetExhausted (429) when the month's budget cannot hold it."""
+        if self._budgets is None:
+            return None
+        prompt = len(question) + sum(len(m.content) for m in history)
+        worst = (
+            2 * (prompt // 3) + self._settings.retrieval_top_k * PASSAGE_TOKENS + self._settings.llm_max_output_tokens
+        )
+        return self._budgets.reserve(principal.tenant_id, principal.limits.monthly_token_budget, worst + REWRITE_TOKENS)
 
     def _conversation(self, tenant_id: str, conversation_id: str | None, question: str, now: datetime) -> Conversation:
         if conversation_id is None:
@@ -196,21 +233,21 @@ class ChatService:
     # --- the answer ----------------------------------------------------------------------------------------------
 
     def _answer(self, turn: _Turn, streamed: bool) -> Iterator[ChatEvent]:
+        """The answer's events; however it ends, its budget reservation is settled with what was metered."""
+        try:
+            yield from self._answer_events(turn, streamed)
+        finally:
+            if self._budgets is not None:
+                self._budgets.settle(turn.reservation, turn.metered_tokens)
+
+    def _answer_events(self, turn: _Turn, streamed: bool) -> Iterator[ChatEvent]:
         yield CitationsReady(turn.citations)
-        passages = turn.retrieval.passages
-        chain = self._settings.llm_chain
-        if turn.use_documents and not passages:
-            # Nothing relevant: say so rather than let the model answer from its own knowledge.
-            count(RETRIEVAL_NOTHING_RELEVANT, 1)
-            yield from self._ready_made(turn, NOT_FOUND_ANSWER, self._model_name(chain), 0, 0, "not_found")
+        without_model = self._without_model(turn)
+        if without_model is not None:
+            yield from without_model
             return
+        passages, chain = turn.retrieval.passages, self._settings.llm_chain
         route = "rag" if passages else "direct"
-        if self._router is None:  # no key: the extractive responder is the model
-            answer = self._extractive.answer(turn.question, passages, turn.history)
-            yield from self._ready_made(
-                turn, answer.text, answer.model, answer.input_tokens, answer.output_tokens, route
-            )
-            return
         key = cache_key(turn.principal.tenant_id, chain, turn.question, passages, turn.history)
         cached = self._cache.get(turn.principal.tenant_id, key)
         if cached is not None:
@@ -218,6 +255,7 @@ class ChatService:
                 turn, cached.text, cached.model, cached.input_tokens, cached.output_tokens, route, cached=True
             )
             return
+        assert self._router is not None
         request = ModelRequest(
             messages=rag_messages(turn.question, passages, turn.history),
             max_tokens=self._settings.llm_max_output_tokens,
@@ -251,6 +289,23 @@ class ChatService:
         self._cache.put(turn.principal.tenant_id, key, CachedAnswer(text, model, input_tokens, output_tokens))
         yield Finished(result)
 
+    def _without_model(self, turn: _Turn) -> Iterator[ChatEvent] | None:
+        """The answers no model writes (to a person, small talk offline, "I don't know", no key), or None."""
+        passages, route = turn.retrieval.passages, turn.decision.route
+        if route == Route.ESCALATE and self._tickets is not None:
+            return self._escalate(turn)
+        if route == Route.DIRECT and self._router is None:
+            return self._ready_made(turn, SMALL_TALK_ANSWER, self._extractive.model, 0, 0, "direct")
+        if turn.use_documents and route == Route.DOCUMENTS and not passages:
+            # Nothing relevant: say so rather than let the model answer from its own knowledge.
+            count(RETRIEVAL_NOTHING_RELEVANT, 1)
+            model = self._model_name(self._settings.llm_chain)
+            return self._ready_made(turn, NOT_FOUND_ANSWER, model, 0, 0, "not_found")
+        if self._router is None:  # no key: the extractive responder is the model
+            answer = self._extractive.answer(turn.question, passages, turn.history)
+            return self._ready_answer(turn, answer, "rag" if passages else "direct")
+        return None
+
     def _ready_made(
         self,
         turn: _Turn,
@@ -267,13 +322,23 @@ class ChatService:
             yield TextDelta("".join(words[start : start + WORDS_PER_PIECE]))
         yield Finished(self._finish(turn, text, model, input_tokens, output_tokens, route, cached))
 
+    def _escalate(self, turn: _Turn) -> Iterator[ChatEvent]:
+        """A person takes it from here: a ticket, and a reply that says so (no model, nothing metered)."""
+        assert self._tickets is not None
+        ticket = self._tickets.open(
+            turn.principal.tenant_id, turn.conversation.conversation_id, turn.question, turn.decision.reason
+        )
+        answer = ESCALATION_ANSWER.format(ticket_id=ticket.ticket_id)
+        yield from self._ready_made(turn, answer, ROUTER_MODEL, 0, 0, "escalated")
+
     def _degraded(self, turn: _Turn, error: Exception) -> Iterator[ChatEvent]:
         logger.warning("no model answered; the extractive responder does", extra={"error": str(error)})
         count(LLM_DEGRADED, 1)
         answer = self._extractive.answer(turn.question, turn.retrieval.passages, turn.history, note=DEGRADED_NOTE)
-        yield from self._ready_made(
-            turn, answer.text, answer.model, answer.input_tokens, answer.output_tokens, "degraded"
-        )
+        yield from self._ready_answer(turn, answer, "degraded")
+
+    def _ready_answer(self, turn: _Turn, answer: Answer, route: str) -> Iterator[ChatEvent]:
+        yield from self._ready_made(turn, answer.text, answer.model, answer.input_tokens, answer.output_tokens, route)
 
     def _broke_off(
         self, turn: _Turn, model: str, request: ModelRequest, partial: str, error: LLMError
@@ -332,6 +397,7 @@ class ChatService:
         )
         if events:
             self._usage.send(*events)
+            turn.metered_tokens += sum(e.total_tokens for e in events)
 
     def _model_name(self, chain: list[str]) -> str:
         return chain[0] if self._router is not None and chain else self._extractive.model

@@ -84,6 +84,10 @@ class AwsClients:
         return self._client("s3")
 
     @lazy
+    def sns(self) -> Any:
+        return self._client("sns")
+
+    @lazy
     def ses(self) -> Any:
         return self._client("ses")
 

@@ -90,3 +90,14 @@ class LambdaBillingRunner:
         if response.get("FunctionError"):
             raise RuntimeError(f"billing function failed: {result.get('errorMessage', result)}")
         return result
+
+
+class TopicPublisher:
+    """An SNS topic; a message is JSON."""
+
+    def __init__(self, sns: Any, topic_arn: str) -> None:
+        self._sns = sns
+        self._topic_arn = topic_arn
+
+    def publish(self, subject: str, message: dict[str, object]) -> None:
+        self._sns.publish(TopicArn=self._topic_arn, Subject=subject[:100], Message=json.dumps(message, default=str))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from typing import Any
 
@@ -90,18 +91,75 @@ class TenantRepository:
         return [_key(item) for item in items]
 
     def revoke_key(self, tenant_id: str, key_id: str, revoked_at: datetime) -> None:
+        """Refuse the key from `revoked_at` on (now, or later for a grace period). A revocation already set
+        earlier stays: revoking again can bring the moment forward, never push it back."""
+        key = to_item({"pk": tenant_id, "sk": KEY_PREFIX + key_id})
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key=key,
+                UpdateExpression="SET revoked_at = :at",
+                ConditionExpression="attribute_exists(pk) AND (attribute_not_exists(revoked_at) OR revoked_at > :at)",
+                ExpressionAttributeValues=values(at=revoked_at.isoformat()),
+            )
+        except ClientError as error:
+            if not is_condition_failure(error):
+                raise
+            if "Item" not in self._db.get_item(TableName=self._table, Key=key, ConsistentRead=True):
+                raise NotFound(f"key {key_id} not found for tenant {tenant_id}") from error
+
+    def touch_key(self, tenant_id: str, key_id: str, now: datetime, not_since: datetime) -> None:
+        """Set last_used_at, unless it was set after `not_since` (so a busy key costs a write every few minutes)."""
         try:
             self._db.update_item(
                 TableName=self._table,
                 Key=to_item({"pk": tenant_id, "sk": KEY_PREFIX + key_id}),
-                UpdateExpression="SET revoked_at = if_not_exists(revoked_at, :now)",
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeValues=values(now=revoked_at.isoformat()),
+                UpdateExpression="SET last_used_at = :now",
+                ConditionExpression="attribute_exists(pk) AND "
+                "(attribute_not_exists(last_used_at) OR last_used_at < :since)",
+                ExpressionAttributeValues=values(now=now.isoformat(), since=not_since.isoformat()),
+            )
+        except ClientError as error:
+            if not is_condition_failure(error):
+                raise
+
+    # --- the issuers of tenants' tokens: each belongs to one tenant ---------------------------------------------
+
+    def claim_issuer(self, issuer: str, tenant_id: str) -> None:
+        """Record that `issuer`'s tokens are `tenant_id`'s; Conflict when another tenant has it."""
+        item = {**_issuer_key(issuer), "issuer": issuer, "tenant_id": tenant_id}
+        try:
+            self._db.put_item(
+                TableName=self._table,
+                Item=to_item(item),
+                ConditionExpression="attribute_not_exists(pk) OR tenant_id = :tenant",
+                ExpressionAttributeValues=values(tenant=tenant_id),
             )
         except ClientError as error:
             if is_condition_failure(error):
-                raise NotFound(f"key {key_id} not found for tenant {tenant_id}") from error
+                raise Conflict("this issuer already belongs to another tenant") from error
             raise
+
+    def release_issuer(self, issuer: str, tenant_id: str) -> None:
+        try:
+            self._db.delete_item(
+                TableName=self._table,
+                Key=to_item(_issuer_key(issuer)),
+                ConditionExpression="tenant_id = :tenant",
+                ExpressionAttributeValues=values(tenant=tenant_id),
+            )
+        except ClientError as error:
+            if not is_condition_failure(error):
+                raise
+
+    def tenant_for_issuer(self, issuer: str) -> Tenant | None:
+        item = self._db.get_item(TableName=self._table, Key=to_item(_issuer_key(issuer))).get("Item")
+        return self.get(str(from_item(item)["tenant_id"])) if item else None
+
+
+def _issuer_key(issuer: str) -> dict[str, str]:
+    # Not a tenant's item: the index from an issuer to the one tenant that trusts it.
+    return {"pk": "issuer#" + hashlib.sha256(issuer.encode()).hexdigest(), "sk": "issuer"}
 
 
 def _profile(tenant: Tenant) -> dict[str, Any]:

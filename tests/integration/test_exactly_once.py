@@ -226,7 +226,7 @@ def test_a_chat_answer_is_not_lost_when_sqs_is_down(harness: Harness, monkeypatc
     monkeypatch.setattr(harness.container.usage_queue._sqs, "send_message_batch", refuse)
 
     # When the tenant chats, it gets its answer, and the tokens are parked
-    reply = harness.call("POST", "/v1/chat", {"message": "hello", "use_documents": False}, key=key)
+    reply = harness.call("POST", "/v1/chat", {"message": "tell me something new", "use_documents": False}, key=key)
     assert reply.status == 200, reply
     [parked] = harness.container.outbox.parked(tenant_id)
     assert parked.total_tokens == reply.json["usage"]["total_tokens"]

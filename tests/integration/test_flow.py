@@ -121,10 +121,18 @@ def test_a_redelivered_usage_event_is_counted_once(harness: Harness, clock) -> N
     # Given one answered chat whose usage event SQS delivers twice
     _, key = harness.new_tenant()
     harness.call(
-        "POST", "/v1/chat", {"message": "hello", "use_documents": False}, key=key, headers={"Idempotency-Key": "r-1"}
+        "POST",
+        "/v1/chat",
+        {"message": "tell me something new", "use_documents": False},
+        key=key,
+        headers={"Idempotency-Key": "r-1"},
     )
     harness.call(
-        "POST", "/v1/chat", {"message": "hello", "use_documents": False}, key=key, headers={"Idempotency-Key": "r-1"}
+        "POST",
+        "/v1/chat",
+        {"message": "tell me something new", "use_documents": False},
+        key=key,
+        headers={"Idempotency-Key": "r-1"},
     )
     assert harness.queued("usage") == 2
 
@@ -173,7 +181,7 @@ def test_an_invoice_below_zibals_minimum_records_why_and_sends_no_link(
 ) -> None:
     # Given one short chat: a few Tomans, under the 1,000 Rial minimum
     tenant_id, key = harness.new_tenant()
-    harness.call("POST", "/v1/chat", {"message": "hi", "use_documents": False}, key=key)
+    harness.call("POST", "/v1/chat", {"message": "tell me something new", "use_documents": False}, key=key)
     harness.drain("usage")
 
     # When billing closes the day

@@ -93,7 +93,7 @@ def test_invoices_page_newest_period_first(harness: Harness, clock: FrozenClock)
     _, key = harness.new_tenant()
     days = []
     for _ in range(3):
-        harness.call("POST", "/v1/chat", {"message": "hello", "use_documents": False}, key=key)
+        harness.call("POST", "/v1/chat", {"message": "tell me something new", "use_documents": False}, key=key)
         harness.drain("usage")
         day = billing_day(harness.container.clock(), harness.container.settings.billing_timezone)
         assert harness.admin("POST", "/v1/admin/billing/run", {"date": day.isoformat()}).status == 200

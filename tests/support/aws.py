@@ -10,6 +10,7 @@ from moto.server import ThreadedMotoServer
 
 from local.bootstrap import create_all
 from shared.data.aws import AwsClients
+from shared.models import Limits
 from shared.settings import Settings
 from stacks.stage_config import StageConfig, load_stage
 
@@ -45,7 +46,9 @@ class MotoAws:
 
         moto is reset between tests; DynamoDB Local is not, so tests using it pass a stage of their own.
         """
-        config = load_stage("dev").model_copy(update={"name": stage, "mail_sender": SENDER})
+        # No default limits: a test that is about limits sets its tenant's own (most tests send many requests in
+        # one frozen minute).
+        config = load_stage("dev").model_copy(update={"name": stage, "mail_sender": SENDER, "default_limits": Limits()})
         settings = Settings(
             stage=stage, aws_endpoint_url=self.endpoint_url, dynamodb_endpoint_url=dynamodb_endpoint_url
         )

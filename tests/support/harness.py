@@ -9,6 +9,7 @@ from functions.billing import handler as billing_handler
 from functions.chat import handler as chat_handler
 from functions.ingestion import handler as ingestion_handler
 from functions.metering import handler as metering_handler
+from functions.webhooks import handler as webhooks_handler
 from local.lambda_runtime import LocalLambdaContext, http_api_event
 from local.workers import QueuePoller
 from shared import resources
@@ -33,9 +34,13 @@ class Harness:
     def __init__(self, container: Container, env: dict[str, str]) -> None:
         self.container = container
         self.env = env
-        for module in (chat_handler, ingestion_handler, metering_handler, billing_handler):
+        for module in (chat_handler, ingestion_handler, metering_handler, billing_handler, webhooks_handler):
             module.configure(container)
-        self._consumers = {"ingestion": ingestion_handler.handler, "metering": metering_handler.handler}
+        self._consumers = {
+            "ingestion": ingestion_handler.handler,
+            "metering": metering_handler.handler,
+            "webhooks": webhooks_handler.handler,
+        }
 
     # HTTP API -> chat function
     def call(

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from shared.auth import hash_key, issue_key
+from shared.access.keys import hash_key, issue_key
 from shared.billing import PriceTable, invoice_email, invoice_id_for, parse_invoice_id, parse_prices, previous_day
 from shared.chat.responders import EXTRACTIVE_MODEL, NO_KEY_NOTE, ExtractiveResponder
 from shared.errors import InvalidInput

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 
-from functions.chat.deps import Caller, PageParams, RequestId, Services, known_id
+from functions.chat.deps import Chatter, PageParams, RequestId, Services, known_id
 from functions.chat.openapi import CHAT_EVENT_SCHEMA, TENANT_ERRORS
 from functions.chat.schemas import (
     ChatRequest,
@@ -28,7 +28,7 @@ router = APIRouter(prefix="/v1", tags=["chat"], responses=TENANT_ERRORS)
     response_model=ChatResponse,
     responses={200: {"content": {"text/event-stream": {"schema": CHAT_EVENT_SCHEMA}}}},
 )
-def chat(body: ChatRequest, caller: Caller, services: Services, request_id: RequestId) -> Any:
+def chat(body: ChatRequest, caller: Chatter, services: Services, request_id: RequestId) -> Any:
     """An answer from the tenant's documents, with citations; `stream: true` sends it as it is written."""
     chat = services.chat
     if body.stream:
@@ -63,14 +63,14 @@ def _out(conversation: Conversation, with_messages: bool) -> ConversationOut:
 
 
 @router.get("/conversations", response_model=ConversationList)
-def list_conversations(caller: Caller, services: Services, page: PageParams) -> ConversationList:
+def list_conversations(caller: Chatter, services: Services, page: PageParams) -> ConversationList:
     """Most recently updated first, a page at a time: pass `next_cursor` back as `cursor` for the next page."""
     found = services.conversations.page_conversations(caller.tenant_id, page.limit, page.cursor)
     return ConversationList(conversations=[_out(c, False) for c in found.items], next_cursor=found.next_cursor)
 
 
 @router.get("/conversations/{conversation_id}", response_model=ConversationOut)
-def get_conversation(conversation_id: str, caller: Caller, services: Services) -> ConversationOut:
+def get_conversation(conversation_id: str, caller: Chatter, services: Services) -> ConversationOut:
     conversation = services.conversations.get(caller.tenant_id, known_id(conversation_id, "conversation"))
     if conversation is None:
         raise NotFound(f"conversation {conversation_id} not found")
@@ -78,7 +78,7 @@ def get_conversation(conversation_id: str, caller: Caller, services: Services) -
 
 
 @router.delete("/conversations/{conversation_id}", status_code=204)
-def delete_conversation(conversation_id: str, caller: Caller, services: Services) -> Response:
+def delete_conversation(conversation_id: str, caller: Chatter, services: Services) -> Response:
     if not services.conversations.delete(caller.tenant_id, known_id(conversation_id, "conversation")):
         raise NotFound(f"conversation {conversation_id} not found")
     return Response(status_code=204)

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
-from functions.chat.deps import Caller, RequestId, Services
+from functions.chat.deps import Chatter, RequestId, Services
 from functions.chat.openapi import COMPLETION_EVENT_SCHEMA, OPENAI_ERRORS, completion_request_schema
 from functions.chat.sse import completion_chunks, event_stream
 from shared.errors import InvalidInput
@@ -27,7 +27,7 @@ router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"], responses=OPENAI_ER
         }
     },
 )
-async def create_completion(request: Request, caller: Caller, services: Services, request_id: RequestId) -> Any:
+async def create_completion(request: Request, caller: Chatter, services: Services, request_id: RequestId) -> Any:
     """OpenAI's chat completions, answered by the stage's model chain; `stream: true` streams OpenAI's chunks.
 
     The extension `"docuchat": {"use_documents": true}` answers from the tenant's documents; its citations come in
@@ -42,13 +42,13 @@ async def create_completion(request: Request, caller: Caller, services: Services
 
 
 @router.get("/models")
-def list_models(caller: Caller, services: Services) -> dict[str, Any]:
+def list_models(caller: Chatter, services: Services) -> dict[str, Any]:
     """The models this tenant may ask for, the stage's default chain first."""
     return {"object": "list", "data": services.completions.models()}
 
 
 @router.get("/models/{model_id}")
-def get_model(model_id: str, caller: Caller, services: Services) -> dict[str, Any]:
+def get_model(model_id: str, caller: Chatter, services: Services) -> dict[str, Any]:
     return services.completions.model(model_id)
 
 

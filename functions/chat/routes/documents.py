@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from functions.chat.deps import Caller, PageParams, Services, known_id
+from functions.chat.deps import DocumentReader, DocumentWriter, PageParams, Services, known_id
 from functions.chat.openapi import TENANT_ERRORS
 from functions.chat.schemas import DocumentCreate, DocumentList, DocumentOut, InlineDocument, UploadTarget
 
@@ -12,7 +12,7 @@ router = APIRouter(prefix="/v1/documents", tags=["documents"], responses=TENANT_
 
 
 @router.post("", status_code=202, response_model=DocumentOut)
-def create_document(body: DocumentCreate, caller: Caller, services: Services) -> DocumentOut:
+def create_document(body: DocumentCreate, caller: DocumentWriter, services: Services) -> DocumentOut:
     """Inline `text` is stored at once; for a file (`size_bytes`), PUT it to `upload.url` with `upload.headers`.
 
     Either way it is parsed and chunked in the background: poll GET /v1/documents/{id} for `ready` or `failed`.
@@ -26,19 +26,19 @@ def create_document(body: DocumentCreate, caller: Caller, services: Services) ->
 
 
 @router.get("", response_model=DocumentList)
-def list_documents(caller: Caller, services: Services, page: PageParams) -> DocumentList:
+def list_documents(caller: DocumentReader, services: Services, page: PageParams) -> DocumentList:
     """Newest first, a page at a time: pass `next_cursor` back as `cursor` for the next page."""
     found = services.document_service.page_documents(caller, page.limit, page.cursor)
     return DocumentList(documents=[DocumentOut.of(d) for d in found.items], next_cursor=found.next_cursor)
 
 
 @router.get("/{document_id}", response_model=DocumentOut)
-def get_document(document_id: str, caller: Caller, services: Services) -> DocumentOut:
+def get_document(document_id: str, caller: DocumentReader, services: Services) -> DocumentOut:
     return DocumentOut.of(services.document_service.get(caller, known_id(document_id, "document")))
 
 
 @router.delete("/{document_id}", status_code=204)
-def delete_document(document_id: str, caller: Caller, services: Services) -> Response:
+def delete_document(document_id: str, caller: DocumentWriter, services: Services) -> Response:
     """Removes the document, its chunks and its file."""
     services.document_service.delete(caller, known_id(document_id, "document"))
     return Response(status_code=204)

@@ -1,0 +1,105 @@
+"""Calls to URLs that tenants give (JWKS, webhooks), refused where they would reach inside (SSRF).
+
+A tenant's URL is checked before every call, not only when it is saved: a name that resolved to a public
+address yesterday may resolve to a private one today. Refused: schemes other than http(s), credentials in the
+URL, and any address that is not public: private, loopback, link-local (the instance metadata service lives
+there), multicast, reserved or unspecified. Locally and in tests (emulated AWS) loopback is allowed, because
+the receivers there are on loopback. Redirects are not followed: a redirect could point anywhere.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+MAX_RESPONSE_BYTES = 1_000_000
+# Also refused by name, whatever they resolve to.
+METADATA_HOSTS = frozenset({"metadata.google.internal", "instance-data", "instance-data.ec2.internal"})
+
+
+class UnsafeUrl(ValueError):
+    """A URL DocuChat will not call; the message says why."""
+
+
+@dataclass(frozen=True)
+class OutboundPolicy:
+    allow_loopback: bool = False
+
+    def check_form(self, url: str) -> None:
+        """What can be told without DNS: scheme, host, no credentials (for checking a URL when it is saved)."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https"):
+            raise UnsafeUrl("the URL must be http or https")
+        if not parts.hostname:
+            raise UnsafeUrl("the URL has no host")
+        if parts.username or parts.password:
+            raise UnsafeUrl("the URL must not carry credentials")
+        if parts.hostname.lower() in METADATA_HOSTS:
+            raise UnsafeUrl("the URL names a metadata service")
+        try:
+            _ = parts.port
+        except ValueError as error:
+            raise UnsafeUrl("the URL's port is not a number from 0 to 65535") from error
+        literal = _ip_literal(parts.hostname)
+        if literal is not None:
+            self._check_address(literal)
+
+    def check(self, url: str) -> None:
+        """The form, and every address the host resolves to now."""
+        self.check_form(url)
+        parts = urlsplit(url)
+        assert parts.hostname is not None
+        try:
+            infos = socket.getaddrinfo(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+        except (socket.gaierror, UnicodeError) as error:
+            raise UnsafeUrl(f"the URL's host does not resolve: {error}") from error
+        for info in infos:
+            self._check_address(ipaddress.ip_address(info[4][0]))
+
+    def _check_address(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        if address.is_loopback:
+            if self.allow_loopback:
+                return
+            raise UnsafeUrl("the URL reaches a loopback address")
+        if address.is_link_local:
+            raise UnsafeUrl("the URL reaches a link-local address (where the metadata service lives)")
+        if not address.is_global or address.is_multicast:
+            raise UnsafeUrl(f"the URL reaches a private or reserved address ({address})")
+
+
+def _ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+
+
+class OutboundHttp:
+    """httpx, behind the policy: every call checked, no redirects, bounded in time and size."""
+
+    def __init__(self, policy: OutboundPolicy, timeout_seconds: float) -> None:
+        self.policy = policy
+        self._timeout = timeout_seconds
+
+    def get_json(self, url: str) -> Any:
+        """The JSON at `url`; raises UnsafeUrl, httpx.HTTPError or ValueError (too big, not JSON)."""
+        self.policy.check(url)
+        with httpx.Client(timeout=self._timeout, follow_redirects=False) as client:
+            response = client.get(url, headers={"Accept": "application/json"})
+            response.raise_for_status()
+            if len(response.content) > MAX_RESPONSE_BYTES:
+                raise ValueError(f"the answer is over {MAX_RESPONSE_BYTES} bytes")
+            return response.json()
+
+    def post(self, url: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
+        """POST `body`; the response (any status), or UnsafeUrl / httpx.HTTPError."""
+        self.policy.check(url)
+        with httpx.Client(timeout=self._timeout, follow_redirects=False) as client:
+            return client.post(url, content=body, headers=headers)
