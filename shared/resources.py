@@ -211,3 +211,9 @@ def queue_by_id(queue_id: str) -> QueueSpec:
 
 def topic_by_id(topic_id: str) -> TopicSpec:
     return next(t for t in TOPICS if t.id == topic_id)
+
+
+# What a browser may send, and read, across origins: the local app (functions/chat/app.py), the HTTP API and the
+# streaming URL (stacks/api.py) all take these lists.
+CORS_ALLOWED_HEADERS = ("Authorization", "Content-Type", "X-API-Key", "Idempotency-Key")
+CORS_EXPOSED_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After")

@@ -7,14 +7,29 @@ mode, in front of the stream function: the same app, run by a runtime loop that 
 
 from __future__ import annotations
 
-from aws_cdk import CfnOutput
+from aws_cdk import CfnOutput, Duration
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from shared.resources import physical_name
+from shared.resources import CORS_ALLOWED_HEADERS, CORS_EXPOSED_HEADERS, physical_name
 from stacks.stage_config import StageConfig
+
+CORS_MAX_AGE = Duration.minutes(10)
+
+
+def _http_api_cors(stage: StageConfig) -> apigwv2.CorsPreflightOptions | None:
+    """CORS from the stage's `cors_allowed_origins` (none: browsers of other origins are not let in)."""
+    if not stage.cors_allowed_origins:
+        return None
+    return apigwv2.CorsPreflightOptions(
+        allow_origins=stage.cors_allowed_origins,
+        allow_methods=[apigwv2.CorsHttpMethod.ANY],
+        allow_headers=list(CORS_ALLOWED_HEADERS),
+        expose_headers=list(CORS_EXPOSED_HEADERS),
+        max_age=CORS_MAX_AGE,
+    )
 
 
 class ChatApi(Construct):
@@ -30,6 +45,7 @@ class ChatApi(Construct):
             ),
             # The default stage is made below: HttpApi's own cannot be given throttling.
             create_default_stage=False,
+            cors_preflight=_http_api_cors(stage),
         )
         self.stage = apigwv2.HttpStage(
             self,
@@ -47,10 +63,19 @@ class ChatApi(Construct):
 class StreamingUrl(Construct):
     """A Function URL that streams: auth NONE (the app checks keys itself, as behind the HTTP API)."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, function: lambda_.IFunction) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, stage: StageConfig, function: lambda_.IFunction) -> None:
         super().__init__(scope, construct_id)
+        cors = None
+        if stage.cors_allowed_origins:
+            cors = lambda_.FunctionUrlCorsOptions(
+                allowed_origins=stage.cors_allowed_origins,
+                allowed_methods=[lambda_.HttpMethod.ALL],
+                allowed_headers=list(CORS_ALLOWED_HEADERS),
+                exposed_headers=list(CORS_EXPOSED_HEADERS),
+                max_age=CORS_MAX_AGE,
+            )
         self.function_url = function.add_function_url(
-            auth_type=lambda_.FunctionUrlAuthType.NONE, invoke_mode=lambda_.InvokeMode.RESPONSE_STREAM
+            auth_type=lambda_.FunctionUrlAuthType.NONE, invoke_mode=lambda_.InvokeMode.RESPONSE_STREAM, cors=cors
         )
         self.url: str = self.function_url.url
         CfnOutput(self, "Url", value=self.url, description="Streaming URL of the DocuChat API (stream: true)")

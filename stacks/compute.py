@@ -13,11 +13,11 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from layers.build_layer import layer_dir
-from shared.resources import DOCUMENTS_BUCKET, FUNCTIONS, FunctionSpec, queue_by_id, table_by_id
+from shared.resources import DOCUMENTS_BUCKET, FUNCTIONS, FunctionSpec, queue_by_id, table_by_id, topic_by_id
 from stacks.data import Tables
 from stacks.function_bundle import function_code_dir
 from stacks.lambda_defaults import PythonFunctionFactory, dependency_layer
-from stacks.messaging import Queues
+from stacks.messaging import Queues, Topics
 from stacks.secrets import SECRETS_BY_FUNCTION, Secrets
 from stacks.stage_config import StageConfig
 
@@ -47,8 +47,10 @@ class Functions(Construct):
         queues: Queues,
         bucket: s3.IBucket,
         secrets: Secrets,
+        topics: Topics,
     ) -> None:
         super().__init__(scope, construct_id)
+        self._topics = topics
         self._stage = stage
         self._tables = tables
         self._queues = queues
@@ -84,31 +86,41 @@ class Functions(Construct):
             environment[DOCUMENTS_BUCKET.env_var] = self._bucket.bucket_name
         for env_var in SECRETS_BY_FUNCTION.get(spec.id, ()):
             environment[env_var] = self._secrets.by_env_var[env_var].secret_arn
+        for topic_id in spec.publishes:
+            environment[topic_by_id(topic_id).env_var] = self._topics.by_id[topic_id].topic_arn
         if spec.exec_wrapper:
             environment["AWS_LAMBDA_EXEC_WRAPPER"] = f"{TASK_ROOT}/{spec.exec_wrapper}"
         # Names of the functions it invokes are set by _grant, once every function exists.
         return environment
 
     def _grant(self, spec: FunctionSpec, function: lambda_.Function) -> None:
+        self._grant_data(spec, function)
+        self._grant_messaging(spec, function)
+        for env_var in SECRETS_BY_FUNCTION.get(spec.id, ()):
+            self._secrets.by_env_var[env_var].grant_read(function)
+        for target_id in spec.invokes:
+            target = self.by_id[target_id]
+            target.grant_invoke(function)
+            function.add_environment(invoke_env_var(target_id), target.function_name)
+
+    def _grant_data(self, spec: FunctionSpec, function: lambda_.Function) -> None:
         for table_id in spec.reads:
             if table_id not in spec.writes:
                 self._tables.by_id[table_id].grant_read_data(function)
         for table_id in spec.writes:
             self._tables.by_id[table_id].grant_read_write_data(function)
-        for queue_id in spec.sends_to:
-            self._queues.by_id[queue_id].queue.grant_send_messages(function)
         if spec.bucket_access == "read":
             self._bucket.grant_read(function)
         elif spec.bucket_access == "read_write":
             self._bucket.grant_read_write(function)
-        for env_var in SECRETS_BY_FUNCTION.get(spec.id, ()):
-            self._secrets.by_env_var[env_var].grant_read(function)
+
+    def _grant_messaging(self, spec: FunctionSpec, function: lambda_.Function) -> None:
+        for queue_id in spec.sends_to:
+            self._queues.by_id[queue_id].queue.grant_send_messages(function)
+        for topic_id in spec.publishes:
+            self._topics.by_id[topic_id].grant_publish(function)
         if spec.sends_email:
             function.add_to_role_policy(self._send_email_statement())
-        for target_id in spec.invokes:
-            target = self.by_id[target_id]
-            target.grant_invoke(function)
-            function.add_environment(invoke_env_var(target_id), target.function_name)
 
     def _send_email_statement(self) -> iam.PolicyStatement:
         """SES sending, only as the stage's billing sender (SES checks the identity the sender belongs to)."""

@@ -13,7 +13,7 @@ from shared.resources import DOCUMENTS_BUCKET
 from stacks.api import ChatApi, StreamingUrl
 from stacks.compute import STREAM_FUNCTION, Functions
 from stacks.data import Tables
-from stacks.messaging import Queues, subscribe_consumers
+from stacks.messaging import Queues, Topics, subscribe_consumers
 from stacks.monitoring import Monitoring
 from stacks.schedule import Schedules
 from stacks.secrets import Secrets
@@ -59,6 +59,7 @@ class ServiceStack(Stack):
         )
         # Exports keep the Data stack from being deleted while this stack uses it (see the decision record).
         CrossStackReferences.of(self).consume(ReferenceStrength.STRONG)
+        self.topics = Topics(self, "Topics", stage=stage)
         self.functions = Functions(
             self,
             "Functions",
@@ -67,10 +68,11 @@ class ServiceStack(Stack):
             queues=data.queues,
             bucket=data.documents.bucket,
             secrets=data.secrets,
+            topics=self.topics,
         )
         subscribe_consumers(data.queues, self.functions.by_id)
         self.api = ChatApi(self, "Api", stage=stage, handler=self.functions.api_handler)
-        self.streaming = StreamingUrl(self, "Streaming", function=self.functions.by_id[STREAM_FUNCTION])
+        self.streaming = StreamingUrl(self, "Streaming", stage=stage, function=self.functions.by_id[STREAM_FUNCTION])
         billing = self.functions.by_id["billing"]
         billing.add_environment(PUBLIC_BASE_URL_ENV, self.api.base_url)
         self.schedules = Schedules(self, "Schedules", stage=stage, functions=self.functions.by_id)

@@ -1,4 +1,5 @@
-"""SQS queues with their dead-letter queues, and the event source mappings that feed them to their consumers.
+"""SQS queues with their dead-letter queues, the event source mappings that feed them to their consumers, and
+the SNS topics functions publish to.
 
 Queues live with the data (they hold work not yet done); the mappings live with the functions. Both follow
 shared.resources.QUEUES.
@@ -9,12 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aws_cdk import Duration
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
+from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from shared.resources import QUEUES, QueueSpec
+from shared.resources import QUEUES, TOPICS, QueueSpec
 from stacks.stage_config import StageConfig
 
 # Short: it saves invocations under load and adds at most this much latency when traffic is light.
@@ -100,3 +103,17 @@ def subscribe_consumers(queues: Queues, functions: dict[str, lambda_.Function]) 
                 report_batch_item_failures=True,
             )
         )
+
+
+class Topics(Construct):
+    """One topic per TopicSpec (encrypted with SNS's AWS-managed key); `by_id` maps a spec's id to it."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, stage: StageConfig) -> None:
+        super().__init__(scope, construct_id)
+        managed_key = kms.Alias.from_alias_name(self, "SnsKey", "alias/aws/sns")
+        self.by_id: dict[str, sns.Topic] = {
+            spec.id: sns.Topic(
+                self, spec.id.capitalize(), topic_name=spec.physical_name(stage.name), master_key=managed_key
+            )
+            for spec in TOPICS
+        }

@@ -12,14 +12,10 @@ from functions.chat.routes import admin, billing, chat, completions, documents, 
 from shared.container import Container
 from shared.errors import PayloadTooLarge
 from shared.observability import begin_request
+from shared.resources import CORS_ALLOWED_HEADERS, CORS_EXPOSED_HEADERS
 
 DESCRIPTION = """Multi-tenant document chat. Tenant calls send `Authorization: Bearer <api key>` (or `X-API-Key`);
 admin calls send the admin key the same way. Errors are `{"error": {"code", "message"}}`."""
-
-
-# What a browser may send, and read, across origins: the same lists the stacks give API Gateway and the URL.
-CORS_HEADERS = ["Authorization", "Content-Type", "X-API-Key", "Idempotency-Key"]
-CORS_EXPOSED = ["X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After"]
 
 
 class BodySizeLimit:
@@ -100,8 +96,8 @@ def create_app(container: Container) -> FastAPI:
             CORSMiddleware,
             allow_origins=container.settings.cors_origin_list,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-            allow_headers=CORS_HEADERS,
-            expose_headers=CORS_EXPOSED,
+            allow_headers=list(CORS_ALLOWED_HEADERS),
+            expose_headers=list(CORS_EXPOSED_HEADERS),
             max_age=600,
         )
     app.add_middleware(RequestLogKeys)  # added last, so it runs first

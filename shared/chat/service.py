@@ -177,7 +177,7 @@ class ChatService:
         turns = self._settings.history_turns
         history = conversation.messages[-2 * turns :] if turns else ()
         decision = decide(question, history) if self._tickets is not None else Decision(Route.DOCUMENTS)
-        reservation = self._reserve(principal, question, history)
+        reservation = self._reserve(principal, question, history, use_documents)
         rewrite, retrieval = Rewrite(query=question), Retrieval(passages=[])
         if use_documents and decision.route == Route.DOCUMENTS:
             rewrite = self._rewriter.standalone(question, history)
@@ -208,17 +208,17 @@ class ChatService:
         )
 
     def _reserve(
-        self, principal: Principal, question: str, history: tuple[Message, ...] | Sequence[Message]
+        self, principal: Principal, question: str, history: Sequence[Message], use_documents: bool
     ) -> Reservation | None:
         """The worst this turn can cost: the question (embedded, and maybe rewritten), the conversation, the
         passages, and the longest answer. Raises BudgetExhausted (429) when the month's budget cannot hold it."""
         if self._budgets is None:
             return None
+        settings = self._settings
         prompt = len(question) + sum(len(m.content) for m in history)
-        worst = (
-            2 * (prompt // 3) + self._settings.retrieval_top_k * PASSAGE_TOKENS + self._settings.llm_max_output_tokens
-        )
-        return self._budgets.reserve(principal.tenant_id, principal.limits.monthly_token_budget, worst + REWRITE_TOKENS)
+        passages = settings.retrieval_top_k * PASSAGE_TOKENS if use_documents else 0
+        worst = 2 * (prompt // 3) + passages + settings.llm_max_output_tokens + REWRITE_TOKENS
+        return self._budgets.reserve(principal.tenant_id, principal.limits.monthly_token_budget, worst)
 
     def _conversation(self, tenant_id: str, conversation_id: str | None, question: str, now: datetime) -> Conversation:
         if conversation_id is None:

@@ -103,6 +103,8 @@ class BudgetStore:
 
     def reserve(self, tenant_id: str, period: str, reservation_id: str, tokens: int, limit: int, expires: int) -> int:
         """Hold `tokens` while committed stays within `limit`; returns committed after. BudgetSpent if not."""
+        if tokens > limit:  # more than the whole budget (the condition below passes on a month's first call)
+            raise BudgetSpent
         try:
             updated = self._db.update_item(
                 TableName=self._table,

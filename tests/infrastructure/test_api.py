@@ -92,3 +92,16 @@ def test_streamed_answers_have_a_function_url_that_streams_in_every_stage(synthe
     assert {"Fn::GetAtt": [url_id, "FunctionUrl"]} in [o["Value"] for o in outputs.values()]
     # Then: its timeout allows answers longer than API Gateway's 29 s
     assert props(stream)["Timeout"] > 29
+
+
+def test_cors_follows_the_stage_on_both_doors(synthesized: SynthesizedStage) -> None:
+    origins = synthesized.stage.cors_allowed_origins
+    _, api = synthesized.one_of_type("AWS::ApiGatewayV2::Api")
+    _, url = synthesized.one_of_type("AWS::Lambda::Url")
+    for cors, key in ((props(api).get("CorsConfiguration"), "AllowOrigins"), (props(url).get("Cors"), "AllowOrigins")):
+        if not origins:
+            assert cors is None
+            continue
+        assert cors[key] == origins
+        assert "Authorization" in (cors.get("AllowHeaders") or [])
+        assert "X-RateLimit-Remaining" in (cors.get("ExposeHeaders") or [])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.resources import DOCUMENTS_BUCKET, FUNCTIONS, FunctionSpec, queue_by_id, table_by_id
+from shared.resources import DOCUMENTS_BUCKET, FUNCTIONS, FunctionSpec, queue_by_id, table_by_id, topic_by_id
 from stacks.compute import invoke_env_var
 from stacks.docuchat import PUBLIC_BASE_URL_ENV
 from tests.infrastructure.synthesized import SynthesizedStage, actions_of, props
@@ -22,11 +22,14 @@ SECRETS_BY_FUNCTION = {
 # Likewise the tables each function's code touches: (read only, read and write). The grants follow the specs; this
 # says what the handlers need, so a spec edit that would break a money path (outbox, callback, markers) fails here.
 TABLE_ACCESS = {
-    "chat": (set(), {"tenants", "documents", "conversations", "usage", "billing"}),
-    "stream": (set(), {"tenants", "documents", "conversations", "usage", "billing"}),  # the same app
-    "ingestion": (set(), {"documents", "usage"}),  # usage: the outbox of embedding usage events
+    # usage: outbox, rate counters, budgets; audit: admin actions; conversations: also tickets, webhook log.
+    "chat": (set(), {"tenants", "documents", "conversations", "usage", "billing", "audit"}),
+    "stream": (set(), {"tenants", "documents", "conversations", "usage", "billing", "audit"}),  # the same app
+    # tenants: whose budget; usage: the outbox of embedding usage events, and the budgets
+    "ingestion": ({"tenants"}, {"documents", "usage"}),
     "metering": ({"tenants"}, {"usage"}),
     "billing": ({"tenants"}, {"usage", "billing"}),
+    "webhooks": ({"tenants"}, {"conversations"}),  # the webhook config; the delivery log
 }
 # Functions a schedule invokes: each may report a run that kept failing to its schedule's dead-letter queue.
 SCHEDULED_FUNCTIONS = {"billing", "metering", "ingestion"}
@@ -88,6 +91,7 @@ def _expected_environment(spec: FunctionSpec, synthesized: SynthesizedStage) -> 
     names |= set(SECRETS_BY_FUNCTION.get(spec.id, ()))
     names |= {PUBLIC_BASE_URL_ENV} if spec.id == "billing" else set()
     names |= {"AWS_LAMBDA_EXEC_WRAPPER"} if spec.exec_wrapper else set()
+    names |= {topic_by_id(topic).env_var for topic in spec.publishes}
     return names
 
 
@@ -195,3 +199,16 @@ def test_the_stream_function_runs_its_own_runtime_loop_from_the_bundle(synthesiz
     bundled = function_code_dir() / wrapper.removeprefix("/var/task/")
     assert bundled.is_file() and bundled.stat().st_mode & 0o111, "the wrapper must be in the bundle, executable"
     assert "functions.stream.runtime" in bundled.read_text()
+
+
+@pytest.mark.parametrize("function_id", ["chat", "stream"])
+def test_chat_may_publish_escalations_to_their_topic_and_nothing_else_may(
+    synthesized: SynthesizedStage, function_id: str
+) -> None:
+    topic_id = synthesized.with_id_prefix("AWS::SNS::Topic", "TopicsEscalations")
+    variables = props(synthesized.function(function_id)[1])["Environment"]["Variables"]
+    assert synthesized.target(variables["DOCUCHAT_ESCALATIONS_TOPIC_ARN"]) == topic_id
+    for other in FUNCTION_IDS:
+        role_id = synthesized.target(props(synthesized.function(other)[1])["Role"])
+        published = synthesized.grants_of_role(role_id).get("sns:Publish", set())
+        assert (topic_id in published) == (other in ("chat", "stream")), other

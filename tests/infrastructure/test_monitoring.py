@@ -19,7 +19,7 @@ def _only(alarms: list[Resource]) -> dict[str, Any]:
 
 def test_alarms_page_through_one_topic(synthesized: SynthesizedStage) -> None:
     # Given
-    topic_id, _ = synthesized.one_of_type("AWS::SNS::Topic")
+    topic_id = synthesized.with_id_prefix("AWS::SNS::Topic", "MonitoringAlarmTopic")
     alarms = synthesized.of_type("AWS::CloudWatch::Alarm")
     # Then
     assert alarms
