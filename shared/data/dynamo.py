@@ -8,6 +8,7 @@ import json
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -28,9 +29,18 @@ def to_item(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def from_item(item: dict[str, Any]) -> dict[str, Any]:
-    values = {k: _deserializer.deserialize(v) for k, v in item.items()}
-    # DynamoDB numbers come back as Decimal; every number we store is an integer.
-    return {k: int(v) if type(v).__name__ == "Decimal" else v for k, v in values.items()}
+    return {k: _plain(_deserializer.deserialize(v)) for k, v in item.items()}
+
+
+def _plain(value: Any) -> Any:
+    """DynamoDB numbers come back as Decimal, nested ones too; every number we store is an integer."""
+    if isinstance(value, Decimal):
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
 def attributes(item: dict[str, Any]) -> dict[str, Any]:
