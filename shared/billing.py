@@ -48,7 +48,7 @@ class PaymentGateway(Protocol):
 
 
 class EventEmitter(Protocol):
-    def emit(self, tenant_id: str, event_type: str, data: dict[str, Any]) -> str: ...
+    def emit_or_raise(self, tenant_id: str, event_type: str, data: dict[str, Any]) -> str: ...
 
 
 class MailSender(Protocol):
@@ -193,17 +193,33 @@ class BillingService:
             raise RuntimeError(f"invoice {invoice.invoice_id} vanished")
         stored = self._request_payment(stored)
         self._send_email(stored, tenant)
-        if created and self._events is not None:
-            data = {
-                "invoice_id": stored.invoice_id,
-                "period": stored.period.isoformat(),
-                "total_tokens": stored.total_tokens,
-                "amount_tomans": stored.amount_tomans,
-                "status": stored.status.value,
-                "payment_url": stored.payment_url,
-            }
-            self._events.emit(tenant.tenant_id, "invoice.created", data)
+        self._announce(self._current(stored))
         return created
+
+    def _announce(self, invoice: Invoice) -> None:
+        """invoice.created for the tenant's webhook, once the invoice is emailed (so it has its payment link).
+
+        A step like the email: a run that dies before recording it queues it again, so a receiver may see an
+        invoice twice (it has the same invoice_id) but never not at all."""
+        if self._events is None or not invoice.email_message_id:
+            return
+        now = self._clock()
+        if not self._billing.take_lease(invoice, "webhook", now, now + STEP_LEASE):
+            return
+        data = {
+            "invoice_id": invoice.invoice_id,
+            "period": invoice.period.isoformat(),
+            "total_tokens": invoice.total_tokens,
+            "amount_tomans": invoice.amount_tomans,
+            "status": invoice.status.value,
+            "payment_url": invoice.payment_url,
+        }
+        try:
+            event_id = self._events.emit_or_raise(invoice.tenant_id, "invoice.created", data)
+        except Exception:
+            self._billing.release_lease(invoice, "webhook")
+            raise
+        self._billing.record_webhook(invoice, event_id)
 
     def _draft(
         self, tenant: Tenant, period: date, counters: list[UsageCounter], late: list[LateUsage]

@@ -313,6 +313,8 @@ class Invoice(Record):
     payment_lease_until: datetime | None = None
     email_message_id: str | None = None
     email_lease_until: datetime | None = None
+    webhook_event_id: str | None = None  # invoice.created, queued for the tenant's webhook
+    webhook_lease_until: datetime | None = None
     created_at: datetime
     paid_at: datetime | None = None
     payment_reference: str | None = None

@@ -73,7 +73,8 @@ def error_response(
         )
         body = {"message": message, "type": error_type, "param": param, "code": _OPENAI_CODES.get(code, code)}
         return JSONResponse({"error": body}, status_code=status, headers=headers)
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+    detail = {"code": code, "message": message} | ({"param": param} if param else {})
+    return JSONResponse({"error": detail}, status_code=status, headers=headers)
 
 
 def status_of(error: DocuChatError) -> int:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 class ErrorDetail(BaseModel):
     code: str = Field(description="Stable and machine-readable: not_found, rate_limited, validation_failed, ...")
     message: str = Field(description="For people.")
+    param: str | None = Field(None, description="The field of the request it is about, when there is one.")
 
 
 class ErrorBody(BaseModel):

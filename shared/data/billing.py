@@ -18,11 +18,12 @@ from shared.models import BillingRun, Invoice, InvoiceStatus
 
 INVOICE_PREFIX = "invoice#"
 RUNS_PK = "billing-run"
-Step = Literal["payment", "email"]
+Step = Literal["payment", "email", "webhook"]
 # A step is done once its result attribute exists.
 _STEP_DONE = {
     "payment": "attribute_not_exists(payment_track_id) AND attribute_not_exists(payment_error)",
     "email": "attribute_not_exists(email_message_id)",
+    "webhook": "attribute_not_exists(webhook_event_id)",
 }
 
 
@@ -113,6 +114,14 @@ class BillingRepository:
     def record_email(self, invoice: Invoice, message_id: str) -> bool:
         return self._update(
             invoice, "SET email_message_id = :message REMOVE email_lease_until", _STEP_DONE["email"], message=message_id
+        )
+
+    def record_webhook(self, invoice: Invoice, event_id: str) -> bool:
+        return self._update(
+            invoice,
+            "SET webhook_event_id = :event REMOVE webhook_lease_until",
+            _STEP_DONE["webhook"],
+            event=event_id,
         )
 
     def mark_paid(self, invoice: Invoice, track_id: str, paid_at: datetime, reference: str) -> bool:

@@ -5,11 +5,16 @@ address yesterday may resolve to a private one today. Refused: schemes other tha
 URL, and any address that is not public: private, loopback, link-local (the instance metadata service lives
 there), multicast, reserved or unspecified. Locally and in tests (emulated AWS) loopback is allowed, because
 the receivers there are on loopback. Redirects are not followed: a redirect could point anywhere.
+
+The call goes to the address that was checked, not to the name: resolving it again to connect would let a
+name that answers "public" to the check and "private" to the connect (DNS rebinding) slip through. The Host
+header and TLS (SNI and the certificate check) still use the name.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import socket
 from dataclasses import dataclass
 from typing import Any
@@ -49,17 +54,21 @@ class OutboundPolicy:
         if literal is not None:
             self._check_address(literal)
 
-    def check(self, url: str) -> None:
-        """The form, and every address the host resolves to now."""
+    def check(self, url: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+        """The form, and every address the host resolves to now; returns the address to connect to."""
         self.check_form(url)
         parts = urlsplit(url)
         assert parts.hostname is not None
         try:
-            infos = socket.getaddrinfo(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+            infos = socket.getaddrinfo(parts.hostname, parts.port or _default_port(parts.scheme))
         except (socket.gaierror, UnicodeError) as error:
             raise UnsafeUrl(f"the URL's host does not resolve: {error}") from error
-        for info in infos:
-            self._check_address(ipaddress.ip_address(info[4][0]))
+        addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
+        if not addresses:
+            raise UnsafeUrl("the URL's host does not resolve")
+        for address in addresses:
+            self._check_address(address)
+        return addresses[0]
 
     def _check_address(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
@@ -74,6 +83,10 @@ class OutboundPolicy:
             raise UnsafeUrl(f"the URL reaches a private or reserved address ({address})")
 
 
+def _default_port(scheme: str) -> int:
+    return 443 if scheme == "https" else 80
+
+
 def _ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         return ipaddress.ip_address(host.strip("[]"))
@@ -82,7 +95,8 @@ def _ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | No
 
 
 class OutboundHttp:
-    """httpx, behind the policy: every call checked, no redirects, bounded in time and size."""
+    """httpx, behind the policy: every call checked and pinned to the checked address, no redirects, bounded in
+    time and in the size of what comes back."""
 
     def __init__(self, policy: OutboundPolicy, timeout_seconds: float) -> None:
         self.policy = policy
@@ -90,16 +104,37 @@ class OutboundHttp:
 
     def get_json(self, url: str) -> Any:
         """The JSON at `url`; raises UnsafeUrl, httpx.HTTPError or ValueError (too big, not JSON)."""
-        self.policy.check(url)
-        with httpx.Client(timeout=self._timeout, follow_redirects=False) as client:
-            response = client.get(url, headers={"Accept": "application/json"})
-            response.raise_for_status()
-            if len(response.content) > MAX_RESPONSE_BYTES:
-                raise ValueError(f"the answer is over {MAX_RESPONSE_BYTES} bytes")
-            return response.json()
+        status, content = self._call("GET", url, None, {"Accept": "application/json"})
+        if not 200 <= status < 300:
+            raise httpx.HTTPStatusError(
+                f"{url} answered {status}", request=httpx.Request("GET", url), response=httpx.Response(status)
+            )
+        return json.loads(content)
 
-    def post(self, url: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
-        """POST `body`; the response (any status), or UnsafeUrl / httpx.HTTPError."""
-        self.policy.check(url)
+    def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
+        """POST `body`; the status code (any), or UnsafeUrl / httpx.HTTPError. The answer's body is not read."""
+        status, _ = self._call("POST", url, body, headers, read_answer=False)
+        return status
+
+    def _call(
+        self, method: str, url: str, body: bytes | None, headers: dict[str, str], read_answer: bool = True
+    ) -> tuple[int, bytes]:
+        address = self.policy.check(url)
+        parts = urlsplit(url)
+        assert parts.hostname is not None
+        host = f"[{address}]" if address.version == 6 else str(address)
+        pinned = parts._replace(netloc=f"{host}:{parts.port or _default_port(parts.scheme)}").geturl()
+        headers = {**headers, "Host": parts.netloc.rsplit("@", 1)[-1]}
+        extensions = {"sni_hostname": parts.hostname} if parts.scheme == "https" else {}
         with httpx.Client(timeout=self._timeout, follow_redirects=False) as client:
-            return client.post(url, content=body, headers=headers)
+            request = client.build_request(method, pinned, content=body, headers=headers, extensions=extensions)
+            response = client.send(request, stream=True)
+            try:
+                content = bytearray()
+                for piece in response.iter_bytes() if read_answer else ():
+                    content.extend(piece)
+                    if len(content) > MAX_RESPONSE_BYTES:
+                        raise ValueError(f"the answer is over {MAX_RESPONSE_BYTES} bytes")
+                return response.status_code, bytes(content)
+            finally:
+                response.close()

@@ -16,15 +16,23 @@ from enum import StrEnum
 
 from shared.models import Message
 
+_SOMEONE = (
+    r"(a |an |some |your |the )?(real |actual |live |human )?(human( being)?|person|agent|someone|somebody|"
+    r"representative|rep|operator|manager|supervisor|staff( member)?|customer service)"
+)
 _ASKS_FOR_PERSON = re.compile(
-    r"\b(human|real person|a person|someone real|an agent|live agent|representative|operator|speak to (someone|"
-    r"somebody|a manager)|talk to (someone|somebody|a manager|support)|customer service|call me)\b"
-    r"|اپراتور|کارشناس|با یک (انسان|آدم)|پشتیبان واقعی",
+    # "let me talk to someone", "connect me with an agent", "escalate this to a manager"
+    rf"\b(speak|talk|chat|connect|transfer|escalate|pass|put)( me| this| it)?( through)? (to|with) {_SOMEONE}\b"
+    # "I want a human", "can I get a real person", "give me an operator"
+    rf"|\b(i (want|need|would like)|i'd like|can i (have|get)|get me|give me) {_SOMEONE}\b"
+    r"|\b(real person|real human|live agent|human agent|live person)\b"
+    r"|(با )?(یک )?(اپراتور|کارشناس|انسان) (صحبت|حرف)|اپراتور می‌خواهم|پشتیبان واقعی",
     re.IGNORECASE,
 )
+# Words that are about the service, said in anger; not words that merely appear in questions ("the worst case").
 _ANGRY = re.compile(
-    r"\b(useless|ridiculous|terrible|worst|unacceptable|furious|angry|scam|rubbish|pathetic|waste of (my )?time|"
-    r"fed up|sick of|wtf|damn|stupid)\b|افتضاح|مزخرف|بدترین|عصبانی",
+    r"\b(useless|ridiculous|unacceptable|pathetic|scam|rubbish|wtf|waste of (my )?time|fed up|sick of|"
+    r"(i am|i'm|im) (so |really |very )?(angry|furious|mad|livid|fed up))\b|افتضاح|مزخرف|(من )?عصبانی(ام| هستم)",
     re.IGNORECASE,
 )
 _SMALL_TALK = re.compile(

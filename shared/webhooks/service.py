@@ -59,15 +59,23 @@ class WebhookEmitter:
         self._clock = clock
 
     def emit(self, tenant_id: str, event_type: str, data: dict[str, Any], email: Email | None = None) -> str:
+        """Queue an event (best effort: an SQS outage is logged, and must not fail a chat); returns its id."""
+        try:
+            return self.emit_or_raise(tenant_id, event_type, data, email)
+        except Exception:
+            logger.exception("could not queue a webhook event", extra={"tenant_id": tenant_id, "type": event_type})
+            return ""
+
+    def emit_or_raise(
+        self, tenant_id: str, event_type: str, data: dict[str, Any], email: Email | None = None
+    ) -> str:
+        """Queue an event, or raise: for callers that retry until it is queued (billing)."""
         event_id = new_id("w")
         event = {"id": event_id, "type": event_type, "created": int(self._clock().timestamp()), "data": data}
         message: dict[str, Any] = {"tenant_id": tenant_id, "event": event, "attempt": 0}
         if email is not None:
             message["email"] = {"subject": email.subject, "body": email.body}
-        try:
-            self._queue.send(message)
-        except Exception:  # an event lost to an SQS outage must not fail the chat or the billing run
-            logger.exception("could not queue a webhook event", extra={"tenant_id": tenant_id, "type": event_type})
+        self._queue.send(message)
         return event_id
 
 
@@ -173,15 +181,15 @@ class WebhookDeliverer:
         }
         began = time.perf_counter()
         try:
-            response = self._http.post(config.url, body, headers)
+            status_code = self._http.post(config.url, body, headers)
         except UnsafeUrl as error:
             return DeliveryAttempt(at=now, error=f"refused: {error}"), "refused"
         except httpx.HTTPError as error:
             elapsed = int((time.perf_counter() - began) * 1000)
             return DeliveryAttempt(at=now, error=f"{type(error).__name__}: {error}"[:300], duration_ms=elapsed), "retry"
         elapsed = int((time.perf_counter() - began) * 1000)
-        attempt = DeliveryAttempt(at=now, status_code=response.status_code, duration_ms=elapsed)
-        return attempt, "delivered" if 200 <= response.status_code < 300 else "retry"
+        attempt = DeliveryAttempt(at=now, status_code=status_code, duration_ms=elapsed)
+        return attempt, "delivered" if 200 <= status_code < 300 else "retry"
 
     def _send_email(self, tenant_id: str, message: dict[str, Any]) -> None:
         address = self._tenant_email(tenant_id)

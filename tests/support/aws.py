@@ -62,3 +62,14 @@ def sent_emails() -> list[Any]:
     from moto.ses.models import ses_backends
 
     return list(ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].sent_messages)
+
+
+def published(topic_arn: str) -> list[dict[str, Any]]:
+    """Messages moto's SNS took for a topic, as {"subject", "message"} (the JSON body parsed)."""
+    import json
+
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.sns.models import sns_backends
+
+    topic = sns_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].topics[topic_arn]
+    return [{"subject": sent[2], "message": json.loads(sent[1])} for sent in topic.sent_notifications]
