@@ -100,6 +100,7 @@ bench: install $(VENV)/.bench-installed ## run the benchmarks; results in bench/
 	$(PY) -m bench.pagination
 	$(PY) -m bench.streaming
 	$(PY) -m bench.cache
+	$(PY) -m bench.access
 
 load: install ## bounded load test of the local system (CLIENTS=16 LOAD_SECONDS=90) -> bench/results/load.json
 	$(PY) -m bench.load --clients $(CLIENTS) --seconds $(LOAD_SECONDS)

@@ -6,14 +6,21 @@ import time
 
 import httpx
 
+from local.process import new_tenant
 
-def tenant_with_documents(url: str, admin_key: str, documents: dict[str, str], timeout: float = 300) -> str:
-    """A new tenant with `documents` (title -> text) ingested; returns its API key."""
-    admin = {"Authorization": f"Bearer {admin_key}"}
-    created = httpx.post(f"{url}/v1/admin/tenants", json={"name": "Bench", "email": "bench@x.test"}, headers=admin)
-    created.raise_for_status()
-    tenant_id = created.json()["tenant"]["tenant_id"]
-    key = httpx.post(f"{url}/v1/admin/tenants/{tenant_id}/keys", json={}, headers=admin).json()["api_key"]
+
+def tenant_with_documents(
+    url: str,
+    admin_key: str,
+    documents: dict[str, str],
+    timeout: float = 300,
+    limits: dict[str, int | None] | None = None,
+) -> str:
+    """A new tenant with `documents` (title -> text) ingested; returns its API key. Unlimited unless `limits`."""
+    tenant_id, key = new_tenant(url, admin_key, "Bench", "bench@x.test")
+    if limits is not None:
+        admin = {"Authorization": f"Bearer {admin_key}"}
+        httpx.patch(f"{url}/v1/admin/tenants/{tenant_id}", json={"limits": limits}, headers=admin).raise_for_status()
     auth = {"Authorization": f"Bearer {key}"}
     ids = [
         httpx.post(f"{url}/v1/documents", json={"title": title, "text": text}, headers=auth).json()["document_id"]

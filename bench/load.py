@@ -43,7 +43,7 @@ from urllib.parse import urlparse
 
 import httpx
 
-from local.process import LocalProcess, children
+from local.process import LocalProcess, children, new_tenant
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CORPUS_DIR = REPO_ROOT / "bench" / "quality" / "corpus"
@@ -192,18 +192,13 @@ def _corpus() -> list[tuple[str, str, list[str]]]:
 
 
 def set_up_tenants(api: httpx.Client, admin_key: str, options: LoadOptions) -> list[Tenant]:
-    admin = {"Authorization": f"Bearer {admin_key}"}
     corpus = _corpus()
     tenants = []
     for number in range(options.tenants):
-        created = api.post(
-            "/v1/admin/tenants", json={"name": f"Load {number}", "email": f"load{number}@bench.test"}, headers=admin
+        tenant_id, key = new_tenant(
+            str(api.base_url).rstrip("/"), admin_key, f"Load {number}", f"load{number}@bench.test"
         )
-        created.raise_for_status()
-        tenant_id = created.json()["tenant"]["tenant_id"]
-        key = api.post(f"/v1/admin/tenants/{tenant_id}/keys", json={"name": "load"}, headers=admin)
-        key.raise_for_status()
-        tenant = Tenant(tenant_id=tenant_id, api_key=key.json()["api_key"], questions=[])
+        tenant = Tenant(tenant_id=tenant_id, api_key=key, questions=[])
         for offset in range(options.documents):
             title, text, questions = corpus[(number * options.documents + offset) % len(corpus)]
             document = api.post("/v1/documents", json={"title": title, "text": text}, headers=_auth(tenant))

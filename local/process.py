@@ -123,3 +123,25 @@ class LocalProcess:
                 self.interrupt()
         finally:
             self.kill()
+
+
+UNLIMITED = {"requests_per_minute": None, "requests_per_hour": None, "monthly_token_budget": None}
+
+
+def new_tenant(url: str, admin_key: str, name: str, email: str, unlimited: bool = True) -> tuple[str, str]:
+    """A tenant and an API key on a running system; returns (tenant id, key).
+
+    Unlimited by default: a benchmark or a test sends more in a minute than the stage's default limits allow
+    (the tests of the limits set their own)."""
+    admin = {"Authorization": f"Bearer {admin_key}"}
+    created = httpx.post(f"{url}/v1/admin/tenants", json={"name": name, "email": email}, headers=admin, timeout=30)
+    created.raise_for_status()
+    tenant_id = str(created.json()["tenant"]["tenant_id"])
+    if unlimited:
+        lifted = httpx.patch(
+            f"{url}/v1/admin/tenants/{tenant_id}", json={"limits": UNLIMITED}, headers=admin, timeout=30
+        )
+        lifted.raise_for_status()
+    key = httpx.post(f"{url}/v1/admin/tenants/{tenant_id}/keys", json={"name": name}, headers=admin, timeout=30)
+    key.raise_for_status()
+    return tenant_id, str(key.json()["api_key"])

@@ -26,6 +26,10 @@ PAYMENTS_REJECTED = "PaymentsRejected"
 USAGE_EVENTS_LATE = "UsageEventsLate"
 USAGE_EVENTS_DUPLICATE = "UsageEventsDuplicate"
 USAGE_EVENTS_PARKED = "UsageEventsParked"
+REQUESTS_RATE_LIMITED = "RequestsRateLimited"
+REQUESTS_BUDGET_REFUSED = "RequestsBudgetRefused"
+ESCALATIONS = "Escalations"
+WEBHOOK_DELIVERY_FAILURES = "WebhookDeliveryFailures"
 
 PERIOD = Duration.minutes(5)
 API_5XX_PERCENT = 5
@@ -294,6 +298,15 @@ class Monitoring(Construct):
                         PAYMENTS_REJECTED,
                         USAGE_EVENTS_LATE,
                         USAGE_EVENTS_DUPLICATE,
+                    )
+                ],
+                [
+                    graph(metric_name, [self._every_service(metric_name)], width=6)
+                    for metric_name in (
+                        REQUESTS_RATE_LIMITED,
+                        REQUESTS_BUDGET_REFUSED,
+                        ESCALATIONS,
+                        WEBHOOK_DELIVERY_FAILURES,
                     )
                 ],
             ],

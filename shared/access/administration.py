@@ -49,8 +49,10 @@ class TenantAdministration:
         updates = dict(changes)
         if limits is not None:
             updates["limits"] = {**(current.limits or {}), **limits}
-        if "jwt" in changes:
+        if changes.get("jwt") is not None:
             updates["jwt"] = self._trusted_issuer(current, JwtSettings.model_validate(changes["jwt"]))
+        elif "jwt" in changes and current.jwt is not None:  # null: no longer trust the tenant's issuer
+            self._tenants.release_issuer(current.jwt.issuer, tenant_id)
         tenant = Tenant.model_validate({**current.model_dump(), **updates})
         self._tenants.update(tenant)
         details = {name: value for name, value in updates.items() if name != "jwt"}

@@ -66,9 +66,7 @@ class WebhookEmitter:
             logger.exception("could not queue a webhook event", extra={"tenant_id": tenant_id, "type": event_type})
             return ""
 
-    def emit_or_raise(
-        self, tenant_id: str, event_type: str, data: dict[str, Any], email: Email | None = None
-    ) -> str:
+    def emit_or_raise(self, tenant_id: str, event_type: str, data: dict[str, Any], email: Email | None = None) -> str:
         """Queue an event, or raise: for callers that retry until it is queued (billing)."""
         event_id = new_id("w")
         event = {"id": event_id, "type": event_type, "created": int(self._clock().timestamp()), "data": data}

@@ -10,10 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
 import pytest
 
-from local.process import PROJECT_ROOT, LocalProcess
+from local.process import PROJECT_ROOT, LocalProcess, new_tenant
 
 ADMIN_KEY = "dca_contract-admin-0123456789"
 EXAMPLES = "15"  # per operation and phase: enough to find what the schema gets wrong, within a minute
@@ -22,10 +21,7 @@ EXAMPLES = "15"  # per operation and phase: enough to find what the schema gets 
 @pytest.mark.parametrize("door", ["tenant", "admin"])
 def test_schemathesis_finds_nothing(door: str, tmp_path: Path) -> None:
     with LocalProcess(tmp_path / "run.log", ADMIN_KEY, env={"DOCUCHAT_EMBEDDER": "local"}) as runtime:
-        admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
-        tenant = httpx.post(f"{runtime.url}/v1/admin/tenants", json={"name": "C", "email": "c@x.test"}, headers=admin)
-        tenant_id = tenant.json()["tenant"]["tenant_id"]
-        key = httpx.post(f"{runtime.url}/v1/admin/tenants/{tenant_id}/keys", json={}, headers=admin).json()["api_key"]
+        _, key = new_tenant(runtime.url, ADMIN_KEY, "C", "c@x.test")
         credential, paths = (
             (key, ["--exclude-path-regex", "^/v1/admin"])
             if door == "tenant"

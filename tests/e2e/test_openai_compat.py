@@ -17,7 +17,7 @@ import openai
 import pytest
 
 from local.fake_openai import FakeOpenAI
-from local.process import LocalProcess
+from local.process import LocalProcess, new_tenant
 
 ADMIN_KEY = "dca_e2e-openai-admin-0123456789"
 CHUNK_DELAY = 0.15  # the model writes a word every 0.15 s
@@ -46,10 +46,7 @@ def runtime(upstream: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> I
 
 @pytest.fixture(scope="module")
 def tenant(runtime: LocalProcess) -> dict[str, str]:
-    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
-    created = httpx.post(f"{runtime.url}/v1/admin/tenants", json={"name": "E2E", "email": "e2e@x.test"}, headers=admin)
-    tenant_id = created.json()["tenant"]["tenant_id"]
-    key = httpx.post(f"{runtime.url}/v1/admin/tenants/{tenant_id}/keys", json={}, headers=admin).json()["api_key"]
+    tenant_id, key = new_tenant(runtime.url, ADMIN_KEY, "E2E", "e2e@x.test")
     auth = {"Authorization": f"Bearer {key}"}
     document = httpx.post(f"{runtime.url}/v1/documents", json={"title": "Support", "text": POLICY}, headers=auth)
     for _ in range(200):
@@ -154,10 +151,7 @@ def test_a_client_that_hangs_up_after_three_chunks_is_metered_what_the_model_ser
     runtime: LocalProcess, upstream: FakeOpenAI
 ) -> None:
     # Given a tenant of its own, so its usage is only this call's
-    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
-    created = httpx.post(f"{runtime.url}/v1/admin/tenants", json={"name": "Hang", "email": "h@x.test"}, headers=admin)
-    tenant_id = created.json()["tenant"]["tenant_id"]
-    key = httpx.post(f"{runtime.url}/v1/admin/tenants/{tenant_id}/keys", json={}, headers=admin).json()["api_key"]
+    _tenant_id, key = new_tenant(runtime.url, ADMIN_KEY, "Hang", "h@x.test")
     served_before = len(upstream.served)
 
     # When it streams a long answer and hangs up after the third chunk

@@ -240,3 +240,7 @@ def test_alarmed_metric_names_are_the_ones_the_code_emits() -> None:
     assert monitoring.USAGE_EVENTS_LATE == observability.USAGE_EVENTS_LATE
     assert monitoring.USAGE_EVENTS_DUPLICATE == observability.USAGE_EVENTS_DUPLICATE
     assert monitoring.USAGE_EVENTS_PARKED == observability.USAGE_EVENTS_PARKED
+    assert monitoring.REQUESTS_RATE_LIMITED == observability.RATE_LIMITED
+    assert monitoring.REQUESTS_BUDGET_REFUSED == observability.BUDGET_REFUSED
+    assert monitoring.ESCALATIONS == observability.ESCALATIONS
+    assert monitoring.WEBHOOK_DELIVERY_FAILURES == observability.WEBHOOK_DELIVERY_FAILURES

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.conftest import FrozenClock
+from tests.integration.conftest import _container
 from tests.support.harness import Harness, Response
 from tests.support.identity import FakeIdentityProvider
 
@@ -238,3 +239,40 @@ def test_a_tenant_key_cannot_read_the_audit_trail_but_the_admin_sees_every_actio
     assert all("secret" not in json.dumps(r["details"]) for r in records)
     everyone = harness.admin("GET", "/v1/admin/audit", query={"limit": "2"}).json
     assert len(everyone["records"]) == 2 and everyone["next_cursor"]
+
+
+def test_the_browser_origins_the_stage_allows_get_cors_answers_and_others_do_not(
+    function_env: dict[str, str], clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCUCHAT_CORS_ORIGINS", "http://127.0.0.1:8300,https://app.acme.example")
+    harness = Harness(_container(clock), function_env)
+    _, key = harness.new_tenant()
+    preflight = {
+        "origin": "https://app.acme.example",
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "authorization,content-type",
+    }
+    allowed = harness.call("OPTIONS", "/v1/chat", headers=preflight)
+    assert allowed.status == 200 and allowed.headers["access-control-allow-origin"] == "https://app.acme.example"
+    assert "authorization" in allowed.headers["access-control-allow-headers"].lower()
+    refused = harness.call("OPTIONS", "/v1/chat", headers={**preflight, "origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in refused.headers
+
+    listed = harness.call("GET", "/v1/documents", key=key, headers={"origin": "http://127.0.0.1:8300"})
+    assert listed.status == 200 and listed.headers["access-control-allow-origin"] == "http://127.0.0.1:8300"
+    assert "x-ratelimit-remaining" in listed.headers["access-control-expose-headers"].lower()
+
+
+def test_a_tenant_stops_trusting_its_issuer_and_another_may_take_it(
+    harness: Harness, idp: FakeIdentityProvider
+) -> None:
+    a_id, _ = harness.new_tenant("A")
+    b_id, _ = harness.new_tenant("B")
+    trust(harness, a_id, idp)
+    token = idp.token(scope="documents:read")
+    assert as_bearer(harness, token).status == 200
+
+    dropped = harness.admin("PATCH", f"/v1/admin/tenants/{a_id}", {"jwt": None})
+    assert dropped.status == 200 and dropped.json["tenant"]["jwt"] is None
+    assert as_bearer(harness, token).status == 401
+    assert trust(harness, b_id, idp).status == 200

@@ -3,7 +3,9 @@ and the events chat, budgets and billing send them."""
 
 from __future__ import annotations
 
+import json
 import socket
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -11,7 +13,10 @@ from typing import Any
 import pytest
 
 from shared.data import webhooks as webhook_data
+from shared.data.messaging import Mailer
+from shared.data.outbound import OutboundHttp
 from shared.webhooks import service as webhook_service
+from shared.webhooks.service import WebhookDeliverer
 from shared.webhooks.signing import SIGNATURE_HEADER, verify
 from tests.conftest import FrozenClock
 from tests.support.aws import sent_emails
@@ -114,7 +119,10 @@ def test_a_failing_receiver_is_retried_on_the_schedule_until_it_answers(
 
 
 def test_a_receiver_that_never_answers_is_given_up_after_the_last_retry(
-    harness: Harness, receiver: WebhookReceiver, clock: FrozenClock, retries_come_back_at_once: None,
+    harness: Harness,
+    receiver: WebhookReceiver,
+    clock: FrozenClock,
+    retries_come_back_at_once: None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(webhook_service, "RETRY_AFTER", (30, 60))
@@ -209,10 +217,8 @@ def test_the_budget_notice_is_emailed_and_posted(harness: Harness, receiver: Web
     assert "85%" in email.subject
 
 
-def test_billing_announces_each_invoice_once(
-    harness: Harness, receiver: WebhookReceiver, clock: FrozenClock
-) -> None:
-    tenant_id, key = harness.new_tenant()
+def test_billing_announces_each_invoice_once(harness: Harness, receiver: WebhookReceiver, clock: FrozenClock) -> None:
+    _tenant_id, key = harness.new_tenant()
     subscribe(harness, key, receiver.url, ["invoice.created"])
     harness.call("POST", "/v1/documents", {"title": "Hours", "text": "Support is open 9 to 17."}, key=key)
     harness.drain("ingestion")
@@ -228,3 +234,30 @@ def test_billing_announces_each_invoice_once(
     invoice = harness.call("GET", f"/v1/invoices/{event['data']['invoice_id']}", key=key).json["invoice"]
     assert event["data"]["amount_tomans"] == invoice["amount_tomans"]
     assert event["data"]["total_tokens"] == invoice["total_tokens"] > 0
+
+
+def test_a_slow_receiver_times_out_into_a_retry_and_never_holds_up_a_chat(
+    harness: Harness, receiver: WebhookReceiver, clock: FrozenClock
+) -> None:
+    _, key = harness.new_tenant()
+    subscribe(harness, key, receiver.url, ["escalation.created"])
+    receiver.hang_next(1, seconds=5)
+    began = time.perf_counter()
+    escalate(harness, key)  # queues the event; the receiver is not called from the chat
+    assert time.perf_counter() - began < 5 and receiver.received == []
+
+    container = harness.container
+    impatient = WebhookDeliverer(
+        container.webhook_repository,
+        container.webhooks_queue,
+        OutboundHttp(container.outbound.policy, timeout_seconds=0.5),
+        Mailer(container.aws.ses, "billing@docuchat.test"),
+        lambda tenant_id: None,
+        clock,
+    )
+    message = json.loads(
+        container.aws.sqs.receive_message(QueueUrl=harness.env["DOCUCHAT_WEBHOOKS_QUEUE_URL"])["Messages"][0]["Body"]
+    )
+    assert impatient.handle(message) == "retrying"
+    [logged] = deliveries(harness, key)
+    assert logged["attempts"][0]["status_code"] is None and "Timeout" in logged["attempts"][0]["error"]

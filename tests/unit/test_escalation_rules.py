@@ -76,5 +76,5 @@ def test_two_i_dont_knows_in_the_last_three_answers_escalate() -> None:
     assert decide("c?", history).route == Route.DOCUMENTS
     history += [said("user", "c?"), said("assistant", dont_know)]
     assert decide("d?", history).route == Route.ESCALATE
-    answered = history + [said("user", "e?"), said("assistant", "Yes."), said("user", "f?"), said("assistant", "No.")]
+    answered = [*history, said("user", "e?"), said("assistant", "Yes."), said("user", "f?"), said("assistant", "No.")]
     assert decide("g?", answered).route == Route.DOCUMENTS  # only the last three answers count

@@ -55,8 +55,11 @@ def list_tenants(services: Services, page: PageParams) -> TenantList:
 @router.patch("/tenants/{tenant_id}", response_model=TenantOut)
 def update_tenant(tenant_id: str, body: TenantUpdate, request: Request, services: Services) -> TenantOut:
     """Name, email, status, prices; `limits` (a field set to null is unlimited; fields not given keep theirs);
-    `jwt`: trust the tenant's identity provider (its issuer may belong to this tenant only)."""
+    `jwt`: trust the tenant's identity provider (its issuer may belong to this tenant only); `"jwt": null` stops
+    trusting it."""
     changes = body.model_dump(exclude_none=True, exclude={"limits"})
+    if "jwt" in body.model_fields_set and body.jwt is None:
+        changes["jwt"] = None
     limits = body.limits.model_dump(exclude_unset=True) if body.limits is not None else None
     tenant = services.administration.update(_actor(request), known_id(tenant_id, "tenant"), changes, limits)
     return TenantOut(tenant=tenant)
