@@ -166,7 +166,11 @@ def race(client: Any, table: str, trials: int, over_share: float) -> dict[str, A
 
 def chat_latency(chats: int) -> dict[str, Any]:
     admin_key = "dca_bench_" + secrets.token_urlsafe(12)
-    limited = {"requests_per_minute": 100_000, "requests_per_hour": 1_000_000, "monthly_token_budget": 10**9}
+    limited: dict[str, int | None] = {
+        "requests_per_minute": 100_000,
+        "requests_per_hour": 1_000_000,
+        "monthly_token_budget": 10**9,
+    }
     with tempfile.TemporaryDirectory() as logs, LocalProcess(Path(logs) / "run.log", admin_key) as runtime:
         keys = {
             "limits_off": tenant_with_documents(runtime.url, admin_key, {"Support": POLICY}),
