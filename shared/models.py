@@ -21,7 +21,10 @@ def _whole_number(value: object) -> object:
     return value
 
 
-WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
+AS_WHOLE_NUMBER = BeforeValidator(_whole_number)
+WholeNumber = Annotated[int, AS_WHOLE_NUMBER]
+# With bounds, write Annotated[int, Field(ge=..., le=...), AS_WHOLE_NUMBER]: bounds put on WholeNumber itself
+# reach the OpenAPI schema as "ge"/"le", keywords JSON Schema does not know (pydantic 2.14).
 
 
 class Record(BaseModel):

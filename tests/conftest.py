@@ -41,7 +41,9 @@ class FrozenClock:
 
 @pytest.fixture
 def clock() -> FrozenClock:
-    return FrozenClock(datetime(2026, 11, 20, 9, 30, tzinfo=UTC))
+    # Years ahead of the real clock, never behind it: DynamoDB Local deletes items whose TTL has passed within
+    # seconds, by the real clock, so a test's rate counters or conversations written "in the past" would vanish.
+    return FrozenClock(datetime(2030, 11, 20, 9, 30, tzinfo=UTC))
 
 
 @pytest.fixture(scope="session")

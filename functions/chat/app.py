@@ -8,7 +8,18 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from functions.chat.errors import error_response, install_error_handlers
-from functions.chat.routes import admin, billing, chat, completions, documents, health, payments, tickets, webhooks
+from functions.chat.routes import (
+    account,
+    admin,
+    billing,
+    chat,
+    completions,
+    documents,
+    health,
+    payments,
+    tickets,
+    webhooks,
+)
 from shared.container import Container
 from shared.errors import PayloadTooLarge
 from shared.observability import begin_request
@@ -87,7 +98,7 @@ def create_app(container: Container) -> FastAPI:
     app = FastAPI(title="DocuChat", version="1.0.0", description=DESCRIPTION)
     app.state.container = container
     install_error_handlers(app)
-    for module in (health, chat, completions, documents, billing, tickets, webhooks, payments, admin):
+    for module in (health, account, chat, completions, documents, billing, tickets, webhooks, payments, admin):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=container.settings.max_request_bytes)
     app.add_middleware(RateLimitHeaders)

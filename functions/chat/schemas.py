@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, StringConstraints, Tag
 
 from shared.models import (
+    AS_WHOLE_NUMBER,
     AuditRecord,
     BillingRun,
     Citation,
@@ -26,6 +27,8 @@ from shared.models import (
 from shared.reconciliation import TenantReconciliation
 
 ID = r"^[a-z][0-9a-f]{8,32}$"
+# http(s) with a host and no spaces; whether it reaches a public address is the service's check (shared/data/outbound).
+HTTP_URL = r"^https?://[^\s/?#]+([/?#]\S*)?$"
 # Something other than spaces: a blank title or message is refused by the schema, as the service would.
 NOT_BLANK = r"\S"
 # Addresses as mail systems take them, in ASCII (the same in every regex dialect, the schema's included).
@@ -113,13 +116,17 @@ class InlineDocument(Body):
     content_type: Literal["text/plain", "text/markdown", "text/html"] = "text/plain"
 
 
+FileType = Literal["text/plain", "text/markdown", "text/html", "application/pdf"]
+FILE_TYPES: tuple[str, ...] = get_args(FileType)
+
+
 class FileDocument(Body):
     """A file to upload: the reply holds where to PUT it."""
 
     title: str = Field(min_length=1, max_length=200, pattern=NOT_BLANK)
     # The limit is a setting (DOCUCHAT_MAX_UPLOAD_BYTES); the schema states its default.
     size_bytes: WholeNumber = Field(ge=1, le=DEFAULT_MAX_UPLOAD_BYTES)
-    content_type: Literal["text/plain", "text/markdown", "text/html", "application/pdf"] = "text/plain"
+    content_type: FileType = "text/plain"
 
 
 def _document_kind(body: object) -> str:
@@ -233,24 +240,28 @@ class InvoiceList(BaseModel):
 MAX_PER_MINUTE = 1_000_000
 MAX_PER_HOUR = 60_000_000
 MAX_MONTHLY_TOKENS = 10**13
+# Bounds inside the Annotated, beside the validator (see shared.models.AS_WHOLE_NUMBER), so the schema has them.
+PerMinute = Annotated[int, Field(ge=1, le=MAX_PER_MINUTE), AS_WHOLE_NUMBER]
+PerHour = Annotated[int, Field(ge=1, le=MAX_PER_HOUR), AS_WHOLE_NUMBER]
+MonthlyTokens = Annotated[int, Field(ge=1, le=MAX_MONTHLY_TOKENS), AS_WHOLE_NUMBER]
 
 
 class LimitsIn(Body):
-    requests_per_minute: WholeNumber | None = Field(None, ge=1, le=MAX_PER_MINUTE)
-    requests_per_hour: WholeNumber | None = Field(None, ge=1, le=MAX_PER_HOUR)
-    monthly_token_budget: WholeNumber | None = Field(None, ge=1, le=MAX_MONTHLY_TOKENS)
+    requests_per_minute: PerMinute | None = None
+    requests_per_hour: PerHour | None = None
+    monthly_token_budget: MonthlyTokens | None = None
 
 
 class KeyLimitsIn(Body):
     """A key's own limits: tighter than its tenant's (a looser one has no effect)."""
 
-    requests_per_minute: WholeNumber | None = Field(None, ge=1, le=MAX_PER_MINUTE)
-    requests_per_hour: WholeNumber | None = Field(None, ge=1, le=MAX_PER_HOUR)
+    requests_per_minute: PerMinute | None = None
+    requests_per_hour: PerHour | None = None
 
 
 class JwtIn(Body):
     issuer: str = Field(min_length=1, max_length=500, pattern=NOT_BLANK)
-    jwks_url: str = Field(min_length=8, max_length=2048, pattern=r"^https?://")
+    jwks_url: str = Field(min_length=8, max_length=2048, pattern=HTTP_URL)
     audience: str = Field(min_length=1, max_length=500, pattern=NOT_BLANK)
 
 
@@ -335,7 +346,7 @@ class AuditOut(BaseModel):
 
 
 class WebhookIn(Body):
-    url: str = Field(min_length=8, max_length=2048, pattern=r"^https?://")
+    url: str = Field(min_length=8, max_length=2048, pattern=HTTP_URL)
     events: list[Literal["escalation.created", "budget.threshold", "invoice.created"]] = Field(min_length=1)
 
 
@@ -358,3 +369,21 @@ class TicketList(BaseModel):
 
 class TicketUpdate(Body):
     status: TicketStatus
+
+
+class UploadRules(BaseModel):
+    max_bytes: int = Field(description="The largest file a document may be (DOCUCHAT_MAX_UPLOAD_BYTES).")
+    content_types: list[str]
+
+
+class CallerOut(BaseModel):
+    """Who the key or token is, and what it may do: what a client checks at sign-in."""
+
+    tenant_id: str
+    key_id: str = Field(description="The key's id; \"jwt\" for a token of the tenant's identity provider.")
+    subject: str = Field(description="Whose requests count against the rate limits.")
+    scopes: list[str]
+    uploads: UploadRules
+    answers: Literal["model", "extractive"] = Field(
+        description="`extractive`: no model is configured, so the built-in extractive responder answers."
+    )

@@ -206,7 +206,7 @@ def test_another_tenants_ids_are_not_found_on_every_endpoint_that_takes_one(harn
     chat = harness.call("POST", "/v1/chat", {"message": "Secret of A?"}, key=a_key).json
     escalated = harness.call("POST", "/v1/chat", {"message": "I want to talk to a human"}, key=a_key).json
     ticket = harness.call("GET", "/v1/tickets", key=a_key).json["tickets"][0]
-    invoice_id = f"inv-{a_id}-20261120"
+    invoice_id = f"inv-{a_id}-20301120"
     assert escalated["route"] == "escalated"
 
     # When tenant B asks for them by id, then each is simply not found

@@ -15,7 +15,7 @@ from local.lambda_runtime import LocalLambdaContext
 from shared.billing import invoice_id_for
 from shared.errors import InvalidInput
 from shared.models import InvoiceStatus
-from tests.support.harness import Harness
+from tests.support.harness import CONCURRENT_WRITERS, Harness
 from tests.support.usage import DAY, MORNING, bill, deliver_until_done, emails_to, event, metered, requests
 
 
@@ -31,6 +31,7 @@ def test_the_billing_function_invoked_three_times_makes_one_invoice_request_and_
     assert len(requests(zibal)) == 1 and len(emails_to("three@acme.test")) == 1
 
 
+@CONCURRENT_WRITERS
 def test_concurrent_invocations_for_one_day_make_one_of_everything(any_harness: Harness, zibal: FakeZibal) -> None:
     tenant_id, _ = any_harness.new_tenant(email="burst@acme.test")
     metered(tenant_id, 2)

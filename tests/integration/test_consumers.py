@@ -25,7 +25,7 @@ def usage_event(n: int, tenant_id: str = "t0123456789abcdef", tokens: int = 10) 
         model="gpt-4o-mini",
         input_tokens=tokens,
         output_tokens=tokens,
-        occurred_at=datetime(2026, 11, 20, 9, 0, tzinfo=UTC),
+        occurred_at=datetime(2030, 11, 20, 9, 0, tzinfo=UTC),
     )
 
 
@@ -44,7 +44,7 @@ def test_a_poison_record_is_the_only_one_reported_and_the_rest_are_counted(harne
 
     # Then only the fourth is reported as failed, and the nine others are counted
     assert response == {"batchItemFailures": [{"itemIdentifier": "m3"}]}
-    day = billing_day(datetime(2026, 11, 20, 9, 0, tzinfo=UTC), "Asia/Tehran")
+    day = billing_day(datetime(2030, 11, 20, 9, 0, tzinfo=UTC), "Asia/Tehran")
     counters = harness.container.usage.counters_for_tenant(tenant_id, day, day)
     assert [(c.events, c.total_tokens) for c in counters] == [(9, 180)]
 
@@ -57,7 +57,7 @@ def test_redelivering_the_batch_counts_nothing_twice(harness: Harness) -> None:
             "batchItemFailures": []
         }
     counters = harness.container.usage.counters_for_tenant(
-        tenant_id, datetime(2026, 11, 20).date(), datetime(2026, 11, 21).date()
+        tenant_id, datetime(2030, 11, 20).date(), datetime(2030, 11, 21).date()
     )
     assert [(c.events, c.total_tokens) for c in counters] == [(5, 100)]
 

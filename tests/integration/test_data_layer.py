@@ -32,8 +32,8 @@ from shared.models import (
 )
 from shared.settings import Settings
 
-NOW = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
-DAY = date(2026, 11, 20)
+NOW = datetime(2030, 11, 20, 9, 30, tzinfo=UTC)
+DAY = date(2030, 11, 20)
 TENANT = "t0123456789abcdef"
 
 

@@ -21,7 +21,7 @@ from functions.metering import handler as metering
 from local.lambda_runtime import LocalLambdaContext
 from shared.data.messaging import UsageQueue
 from shared.metering import DurableUsageSink, billing_day
-from tests.support.harness import Harness
+from tests.support.harness import CONCURRENT_WRITERS, Harness
 from tests.support.usage import MORNING, deliver, deliver_until_done, event, totals
 
 
@@ -146,9 +146,9 @@ def test_when_the_whole_batch_fails_every_record_is_reported_and_nothing_is_coun
         "not json at all",
         '{"event_id": "e1234567890"}',
         '{"event_id": "e1234567890", "tenant_id": "t0123456789", "kind": "chat", "model": "m", "input_tokens": -1,'
-        ' "output_tokens": 1, "occurred_at": "2026-11-20T06:00:00Z"}',
+        ' "output_tokens": 1, "occurred_at": "2030-11-20T06:00:00Z"}',
         '{"event_id": "e1234567890", "tenant_id": "t0123456789", "kind": "chat", "model": "m", "input_tokens": 1,'
-        ' "output_tokens": 99000000000, "occurred_at": "2026-11-20T06:00:00Z"}',
+        ' "output_tokens": 99000000000, "occurred_at": "2030-11-20T06:00:00Z"}',
     ],
 )
 def test_malformed_negative_and_absurd_events_are_refused_and_never_counted(harness: Harness, body: str) -> None:
@@ -163,6 +163,7 @@ def test_an_unknown_tenants_events_are_refused(harness: Harness) -> None:
     assert failed == ids
 
 
+@CONCURRENT_WRITERS
 def test_a_concurrent_burst_on_one_tenant_day_drops_nothing_under_throttling(
     any_harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:

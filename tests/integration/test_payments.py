@@ -126,12 +126,12 @@ def test_a_payment_of_the_wrong_amount_is_refused(harness: Harness, zibal: FakeZ
     ("query", "status"),
     [
         ({}, 422),
-        ({"trackId": "abc", "orderId": "inv-x-20261120"}, 422),
-        ({"trackId": "1" * 30, "orderId": "inv-x-20261120"}, 422),
+        ({"trackId": "abc", "orderId": "inv-x-20301120"}, 422),
+        ({"trackId": "1" * 30, "orderId": "inv-x-20301120"}, 422),
         ({"trackId": "123"}, 422),
         ({"trackId": "123", "orderId": "x" * 200}, 422),
         ({"trackId": "123", "orderId": "garbage"}, 404),
-        ({"trackId": "123", "orderId": "inv-t0123456789abcdef-20261120"}, 404),
+        ({"trackId": "123", "orderId": "inv-t0123456789abcdef-20301120"}, 404),
     ],
 )
 def test_missing_or_garbage_parameters_get_a_4xx_and_change_nothing(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from functions.billing import handler as billing_handler
 from functions.chat import handler as chat_handler
 from functions.ingestion import handler as ingestion_handler
@@ -106,3 +108,11 @@ class Harness:
         return billing_handler.handler(
             {"source": "docuchat.schedule"}, LocalLambdaContext("billing", timeout_seconds=300)
         )
+
+
+# For tests of many threads writing at once: moto's transact_write_items copies the tables and puts the copy back
+# when a transaction fails, which loses what other threads wrote meanwhile (docs/decisions/0006). Against moto
+# such a test measures moto; DynamoDB Local is AWS's own implementation.
+CONCURRENT_WRITERS = pytest.mark.parametrize(
+    "any_harness", [pytest.param("dynamodb_local", marks=pytest.mark.dynamodb_local)], indirect=True
+)

@@ -15,7 +15,7 @@ from tests.support.aws import sent_emails
 from tests.support.harness import Harness
 
 QUEUE_ARN = "arn:aws:sqs:us-east-1:123456789012:docuchat-test-usage"
-MORNING = datetime(2026, 11, 20, 6, 0, tzinfo=UTC)  # 09:30 in Tehran: the 20th
+MORNING = datetime(2030, 11, 20, 6, 0, tzinfo=UTC)  # 09:30 in Tehran: the 20th
 _message_ids = itertools.count()
 
 
@@ -52,14 +52,14 @@ def deliver_until_done(bodies: list[str], rounds: int = 20) -> None:
 
 
 def totals(
-    harness: Harness, tenant_id: str, start: date = date(2026, 11, 1), end: date = date(2026, 12, 31)
+    harness: Harness, tenant_id: str, start: date = date(2030, 11, 1), end: date = date(2030, 12, 31)
 ) -> tuple[int, int]:
     """(events, tokens) counted for a tenant."""
     counters = harness.container.usage.counters_for_tenant(tenant_id, start, end)
     return sum(c.events for c in counters), sum(c.total_tokens for c in counters)
 
 
-DAY = date(2026, 11, 20)  # MORNING's day in Tehran
+DAY = date(2030, 11, 20)  # MORNING's day in Tehran
 
 
 def requests(zibal: FakeZibal) -> list[dict[str, Any]]:
