@@ -18,7 +18,7 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help install system-packages dev test test-unit test-integration test-infrastructure test-e2e test-lambda-python lint synth layer bench load reconcile clean
+.PHONY: help install system-packages dev test test-unit test-integration test-infrastructure test-e2e test-browser screenshots test-lambda-python lint synth layer bench load reconcile clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-22s %s\n", $$1, $$2}'
@@ -60,6 +60,12 @@ test-infrastructure: $(VENV)/.installed ## CDK assertions on every stage's templ
 
 test-e2e: install ## the local runtime over HTTP
 	$(PYTEST) tests/e2e
+
+test-browser: install ## the web app in Chromium against the local runtime
+	$(PYTEST) tests/browser
+
+screenshots: install ## the web app's views, as the browser tests see them -> docs/screenshots/
+	DOCUCHAT_SCREENSHOTS=docs/screenshots $(PYTEST) -q tests/browser
 
 $(VENV_LAMBDA)/.installed: requirements.txt requirements-dev.txt requirements-model.txt
 	@echo "==> installing Python packages into $(VENV_LAMBDA) (Python 3.13, Lambda's version)"

@@ -6,7 +6,7 @@ The same specs drive the CDK stacks, so local and deployed resources cannot drif
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -105,7 +105,8 @@ def create_queues(sqs: Any, config: StageConfig) -> dict[str, str]:
     return env
 
 
-def create_bucket(s3: Any, stage: str) -> dict[str, str]:
+def create_bucket(s3: Any, stage: str, browser_origins: Sequence[str] = ()) -> dict[str, str]:
+    """The documents bucket; `browser_origins` may PUT presigned uploads to it from a page (the web app)."""
     spec = resources.DOCUMENTS_BUCKET
     name = spec.physical_name(stage, LOCAL_ACCOUNT)
     try:
@@ -113,6 +114,14 @@ def create_bucket(s3: Any, stage: str) -> dict[str, str]:
     except ClientError as error:
         if error.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
             raise
+    if browser_origins:
+        rule = {
+            "AllowedOrigins": list(browser_origins),
+            "AllowedMethods": list(resources.UPLOAD_CORS_METHODS),
+            "AllowedHeaders": list(resources.UPLOAD_CORS_HEADERS),
+            "MaxAgeSeconds": resources.UPLOAD_CORS_MAX_AGE_SECONDS,
+        }
+        s3.put_bucket_cors(Bucket=name, CORSConfiguration={"CORSRules": [rule]})
     return {spec.env_var: name}
 
 
@@ -136,7 +145,11 @@ def notify_on_upload(s3: Any, sqs: Any, bucket: str, queue_urls: dict[str, str])
 
 
 def create_all(
-    clients: Any, config: StageConfig, sender: str, before_notifications: Callable[[dict[str, str]], None] | None = None
+    clients: Any,
+    config: StageConfig,
+    sender: str,
+    before_notifications: Callable[[dict[str, str]], None] | None = None,
+    browser_origins: Sequence[str] = (),
 ) -> dict[str, str]:
     """Create everything; returns the environment variables that point the functions at it.
 
@@ -146,7 +159,7 @@ def create_all(
     env = create_tables(clients.dynamodb, config.name)
     queues = create_queues(clients.sqs, config)
     env |= queues
-    env |= create_bucket(clients.s3, config.name)
+    env |= create_bucket(clients.s3, config.name, browser_origins)
     if before_notifications:
         before_notifications(env)
     notify_on_upload(clients.s3, clients.sqs, env[resources.DOCUMENTS_BUCKET.env_var], queues)

@@ -109,7 +109,10 @@ class LocalSystem:
         if data_dir:
             self._state = LocalState(data_dir, clients)
             restore = self._state.restore
-        self.env = create_all(clients, self.config, self.config.mail_sender, before_notifications=restore)
+        origins = [self.url, *Settings().cors_origin_list]  # the web app, on this origin, and any others allowed
+        self.env = create_all(
+            clients, self.config, self.config.mail_sender, before_notifications=restore, browser_origins=origins
+        )
         os.environ.update(self.env)
         self._start_workers()
 
@@ -214,9 +217,12 @@ class LocalSystem:
             self._state.save(self.env)
 
     def app(self) -> Any:
+        """The chat API, with the web app at `/` on the same origin; uploads go to moto's S3 (local/web.py)."""
         from functions.chat.app import create_app
+        from local.web import WithWebApp
 
-        return create_app(self.container)
+        config = {"stage": LOCAL_STAGE, "api_url": "", "streaming_url": ""}  # "": the page's own origin
+        return WithWebApp(create_app(self.container), config, connect_to=[os.environ["DOCUCHAT_AWS_ENDPOINT_URL"]])
 
     def stop(self) -> None:
         """Stop the workers (an ingestion in progress hands the rest of its document to its queue), save what
@@ -256,6 +262,7 @@ def banner(system: LocalSystem) -> str:
         [
             "",
             "DocuChat is running locally.",
+            f"  Web app:    {system.url}/",
             f"  API:        {system.url}",
             f"  API docs:   {system.url}/docs",
             f"  Admin key:  {system.options.admin_key}",

@@ -217,3 +217,8 @@ def topic_by_id(topic_id: str) -> TopicSpec:
 # streaming URL (stacks/api.py) all take these lists.
 CORS_ALLOWED_HEADERS = ("Authorization", "Content-Type", "X-API-Key", "Idempotency-Key")
 CORS_EXPOSED_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After")
+# Browsers PUT presigned uploads straight to the documents bucket. The presigned URL is the authorization; CORS
+# only lets the web app's page see the answer, so the rule allows PUT with the headers the URL was signed for.
+UPLOAD_CORS_METHODS = ("PUT",)
+UPLOAD_CORS_HEADERS = ("*",)
+UPLOAD_CORS_MAX_AGE_SECONDS = 600

@@ -7,6 +7,8 @@ mode, in front of the stream function: the same app, run by a runtime loop that 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aws_cdk import CfnOutput, Duration
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_apigatewayv2_integrations as integrations
@@ -19,12 +21,12 @@ from stacks.stage_config import StageConfig
 CORS_MAX_AGE = Duration.minutes(10)
 
 
-def _http_api_cors(stage: StageConfig) -> apigwv2.CorsPreflightOptions | None:
-    """CORS from the stage's `cors_allowed_origins` (none: browsers of other origins are not let in)."""
-    if not stage.cors_allowed_origins:
+def _http_api_cors(origins: Sequence[str]) -> apigwv2.CorsPreflightOptions | None:
+    """CORS for pages from `origins` (none: browsers of other origins are not let in)."""
+    if not origins:
         return None
     return apigwv2.CorsPreflightOptions(
-        allow_origins=stage.cors_allowed_origins,
+        allow_origins=list(origins),
         allow_methods=[apigwv2.CorsHttpMethod.ANY],
         allow_headers=list(CORS_ALLOWED_HEADERS),
         expose_headers=list(CORS_EXPOSED_HEADERS),
@@ -33,7 +35,17 @@ def _http_api_cors(stage: StageConfig) -> apigwv2.CorsPreflightOptions | None:
 
 
 class ChatApi(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, stage: StageConfig, handler: lambda_.IFunction) -> None:
+    """`origins`: the pages that may call it from a browser (the stage's `cors_allowed_origins`, the web app)."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        stage: StageConfig,
+        handler: lambda_.IFunction,
+        origins: Sequence[str],
+    ) -> None:
         super().__init__(scope, construct_id)
         self.http_api = apigwv2.HttpApi(
             self,
@@ -45,7 +57,7 @@ class ChatApi(Construct):
             ),
             # The default stage is made below: HttpApi's own cannot be given throttling.
             create_default_stage=False,
-            cors_preflight=_http_api_cors(stage),
+            cors_preflight=_http_api_cors(origins),
         )
         self.stage = apigwv2.HttpStage(
             self,
@@ -61,14 +73,19 @@ class ChatApi(Construct):
 
 
 class StreamingUrl(Construct):
-    """A Function URL that streams: auth NONE (the app checks keys itself, as behind the HTTP API)."""
+    """A Function URL that streams: auth NONE (the app checks keys itself, as behind the HTTP API).
 
-    def __init__(self, scope: Construct, construct_id: str, *, stage: StageConfig, function: lambda_.IFunction) -> None:
+    `origins`: the pages that may call it from a browser, as for ChatApi.
+    """
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, function: lambda_.IFunction, origins: Sequence[str]
+    ) -> None:
         super().__init__(scope, construct_id)
         cors = None
-        if stage.cors_allowed_origins:
+        if origins:
             cors = lambda_.FunctionUrlCorsOptions(
-                allowed_origins=stage.cors_allowed_origins,
+                allowed_origins=list(origins),
                 allowed_methods=[lambda_.HttpMethod.ALL],
                 allowed_headers=list(CORS_ALLOWED_HEADERS),
                 exposed_headers=list(CORS_EXPOSED_HEADERS),

@@ -19,6 +19,7 @@ from stacks.schedule import Schedules
 from stacks.secrets import Secrets
 from stacks.stage_config import StageConfig
 from stacks.storage import DocumentsBucket
+from stacks.web import WebApp
 
 # Where Zibal sends a payer back to: the API's own URL, known only once the API exists.
 PUBLIC_BASE_URL_ENV = "DOCUCHAT_PUBLIC_BASE_URL"
@@ -48,14 +49,14 @@ class DataStack(Stack):
 
 
 class ServiceStack(Stack):
-    """The functions, the HTTP API, the schedules, alarms and dashboard."""
+    """The functions, the HTTP API, the web app, the schedules, alarms and dashboard."""
 
     def __init__(self, scope: Construct, *, stage: StageConfig, env: Environment, data: DataStack) -> None:
         super().__init__(
             scope,
             stack_name(stage, "Service"),
             env=env,
-            description=f"DocuChat {stage.name}: functions, HTTP API, schedules, monitoring",
+            description=f"DocuChat {stage.name}: functions, HTTP API, web app, schedules, monitoring",
         )
         # Exports keep the Data stack from being deleted while this stack uses it (see the decision record).
         CrossStackReferences.of(self).consume(ReferenceStrength.STRONG)
@@ -71,8 +72,16 @@ class ServiceStack(Stack):
             topics=self.topics,
         )
         subscribe_consumers(data.queues, self.functions.by_id)
-        self.api = ChatApi(self, "Api", stage=stage, handler=self.functions.api_handler)
-        self.streaming = StreamingUrl(self, "Streaming", stage=stage, function=self.functions.by_id[STREAM_FUNCTION])
+        # The web app first: the API's CORS names its address. It may connect to the documents bucket (presigned
+        # uploads) by the regional host the presigned URLs name (shared/data/aws.py).
+        documents = data.documents.bucket
+        self.web = WebApp(self, "Web", stage=stage, upload_origins=["https://" + documents.bucket_regional_domain_name])
+        browser_origins = [*stage.cors_allowed_origins, self.web.origin]
+        self.api = ChatApi(self, "Api", stage=stage, handler=self.functions.api_handler, origins=browser_origins)
+        self.streaming = StreamingUrl(
+            self, "Streaming", function=self.functions.by_id[STREAM_FUNCTION], origins=browser_origins
+        )
+        self.web.publish(stage=stage, api_url=self.api.base_url, streaming_url=self.streaming.url)
         billing = self.functions.by_id["billing"]
         billing.add_environment(PUBLIC_BASE_URL_ENV, self.api.base_url)
         self.schedules = Schedules(self, "Schedules", stage=stage, functions=self.functions.by_id)

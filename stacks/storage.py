@@ -1,4 +1,4 @@
-"""The documents bucket: private, TLS only, and announcing every new upload to the ingestion queue."""
+"""The documents bucket: private, TLS only, taking browsers' presigned uploads, announcing each to ingestion."""
 
 from __future__ import annotations
 
@@ -8,9 +8,33 @@ from aws_cdk import aws_s3_notifications as s3_notifications
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from shared.resources import DOCUMENTS_BUCKET
+from shared.resources import (
+    DOCUMENTS_BUCKET,
+    UPLOAD_CORS_HEADERS,
+    UPLOAD_CORS_MAX_AGE_SECONDS,
+    UPLOAD_CORS_METHODS,
+)
 from stacks.retention import removal_policy
 from stacks.stage_config import StageConfig
+
+# The web app's address is CloudFront's default domain, made by the Service stack, which this stack must never
+# refer to (docs/decisions/0002-cdk-stack-layout.md): so any CloudFront domain.
+WEB_APP_ORIGINS = ("https://*.cloudfront.net",)
+
+
+def upload_cors(stage: StageConfig) -> s3.CorsRule:
+    """Pages that may PUT presigned uploads and read S3's answer.
+
+    Safe to allow widely: the presigned URL is the authorization (for one key, type and size, for minutes);
+    CORS only decides which pages' scripts may read S3's answer. Headers `*`: the upload sends the signed
+    Content-Type and Content-Length.
+    """
+    return s3.CorsRule(
+        allowed_origins=[*stage.cors_allowed_origins, *WEB_APP_ORIGINS],
+        allowed_methods=[s3.HttpMethods(method) for method in UPLOAD_CORS_METHODS],
+        allowed_headers=list(UPLOAD_CORS_HEADERS),
+        max_age=UPLOAD_CORS_MAX_AGE_SECONDS,
+    )
 
 
 class DocumentsBucket(Construct):
@@ -30,6 +54,7 @@ class DocumentsBucket(Construct):
             auto_delete_objects=not stage.retain_data,
             # Presigned uploads that never finish would otherwise be stored (and billed) forever.
             lifecycle_rules=[s3.LifecycleRule(abort_incomplete_multipart_upload_after=Duration.days(7))],
+            cors=[upload_cors(stage)],
         )
         self.bucket.add_event_notification(
             s3.EventType.OBJECT_CREATED,

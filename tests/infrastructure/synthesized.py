@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from aws_cdk import App
@@ -21,6 +22,9 @@ from stacks.docuchat import add_stage
 from stacks.stage_config import StageConfig, load_stage
 
 Resource = dict[str, Any]
+
+# CDK's own custom resource providers are one per stack, with the same logical id in each (S3 auto-delete).
+_CDK_PROVIDER_PREFIXES = ("CustomS3AutoDeleteObjectsCustomResourceProvider",)
 
 _TEST_CONTEXT = {
     # Read the assets where they are instead of copying a 30 MB layer into every synth's output folder.
@@ -38,12 +42,18 @@ class SynthesizedStage:
     data_stack_name: str
     service_stack_name: str
     data_termination_protection: bool
+    # The Service stack's file assets: each one's hash (its S3 object key, less .zip) and the folder it is made of.
+    service_assets: dict[str, str]
     resources: dict[str, Resource] = field(init=False)
     _exports: dict[str, Any] = field(init=False)
 
     def __post_init__(self) -> None:
         data, service = self.data_template.to_json(), self.service_template.to_json()
-        duplicates = data["Resources"].keys() & service["Resources"].keys()
+        duplicates = {
+            rid
+            for rid in data["Resources"].keys() & service["Resources"].keys()
+            if not rid.startswith(_CDK_PROVIDER_PREFIXES)
+        }
         assert not duplicates, f"logical ids in both stacks make lookups ambiguous: {duplicates}"
         self.data_json, self.service_json = data, service
         self.resources = {**data["Resources"], **service["Resources"]}
@@ -73,6 +83,17 @@ class SynthesizedStage:
         found = [rid for rid in self.of_type(resource_type) if rid.startswith(prefix)]
         assert len(found) == 1, f"expected one {resource_type} with an id starting {prefix!r}, found {found}"
         return found[0]
+
+    def documents_bucket(self) -> tuple[str, Resource]:
+        """The one bucket of the Data stack (the Service stack has the web app's)."""
+        found = {rid: r for rid, r in self.data_json["Resources"].items() if r["Type"] == "AWS::S3::Bucket"}
+        assert len(found) == 1, f"expected one bucket in the Data stack, found {sorted(found)}"
+        return next(iter(found.items()))
+
+    def dependency_layer(self) -> tuple[str, Resource]:
+        """DocuChat's layer (CDK's BucketDeployment brings a layer of its own, the AWS CLI)."""
+        layer_id = self.with_id_prefix("AWS::Lambda::LayerVersion", "FunctionsDependencyLayer")
+        return layer_id, self.resources[layer_id]
 
     def function(self, function_id: str) -> tuple[str, Resource]:
         return self.named("AWS::Lambda::Function", "FunctionName", physical_name(self.stage.name, function_id))
@@ -107,6 +128,22 @@ class SynthesizedStage:
         found = self.targets(value)
         assert len(found) == 1, f"expected {value} to refer to one resource, it refers to {found}"
         return next(iter(found))
+
+    def text_of(self, value: Any) -> str:
+        """A string value with each reference in it written ${logical id} or ${logical id.Attribute}."""
+        if isinstance(value, str):
+            return value
+        if "Fn::Join" in value:
+            separator, parts = value["Fn::Join"]
+            return str(separator).join(self.text_of(part) for part in parts)
+        if "Fn::ImportValue" in value:
+            return self.text_of(self._exports[value["Fn::ImportValue"]])
+        if "Ref" in value:
+            return f"${{{value['Ref']}}}"
+        if "Fn::GetAtt" in value:
+            resource_id, attribute = value["Fn::GetAtt"]
+            return f"${{{resource_id}.{attribute}}}"
+        raise AssertionError(f"no text for {value}")
 
     def policy_statements_of_role(self, role_id: str) -> list[dict[str, Any]]:
         statements = []
@@ -185,7 +222,14 @@ def synthesize(stage_name: str) -> SynthesizedStage:
         data_stack_name=data.stack_name,
         service_stack_name=service.stack_name,
         data_termination_protection=bool(data.termination_protection),
+        # The same assembly the templates came from (an app synthesizes once).
+        service_assets=_file_assets(Path(app.synth().directory) / f"{service.artifact_id}.assets.json"),
     )
+
+
+def _file_assets(manifest: Path) -> dict[str, str]:
+    files = json.loads(manifest.read_text())["files"]
+    return {asset_hash: asset["source"]["path"] for asset_hash, asset in files.items()}
 
 
 def dashboard_body(synthesized: SynthesizedStage) -> str:

@@ -94,14 +94,15 @@ def test_streamed_answers_have_a_function_url_that_streams_in_every_stage(synthe
     assert props(stream)["Timeout"] > 29
 
 
-def test_cors_follows_the_stage_on_both_doors(synthesized: SynthesizedStage) -> None:
-    origins = synthesized.stage.cors_allowed_origins
+def test_cors_lets_in_the_stage_origins_and_the_web_app_on_both_doors(synthesized: SynthesizedStage) -> None:
+    # Given
+    distribution_id, _ = synthesized.one_of_type("AWS::CloudFront::Distribution")
+    web_app = {"Fn::Join": ["", ["https://", {"Fn::GetAtt": [distribution_id, "DomainName"]}]]}
+    # When
     _, api = synthesized.one_of_type("AWS::ApiGatewayV2::Api")
     _, url = synthesized.one_of_type("AWS::Lambda::Url")
-    for cors, key in ((props(api).get("CorsConfiguration"), "AllowOrigins"), (props(url).get("Cors"), "AllowOrigins")):
-        if not origins:
-            assert cors is None
-            continue
-        assert cors[key] == origins
+    # Then
+    for cors in (props(api)["CorsConfiguration"], props(url)["Cors"]):
+        assert cors["AllowOrigins"] == [*synthesized.stage.cors_allowed_origins, web_app]
         assert "Authorization" in (cors.get("AllowHeaders") or [])
         assert "X-RateLimit-Remaining" in (cors.get("ExposeHeaders") or [])

@@ -134,7 +134,7 @@ def test_every_queue_refuses_unencrypted_transport(synthesized: SynthesizedStage
 
 def test_the_documents_bucket_is_private_and_tls_only(synthesized: SynthesizedStage) -> None:
     # When
-    _, bucket = synthesized.one_of_type("AWS::S3::Bucket")
+    bucket_id, bucket = synthesized.documents_bucket()
     properties = props(bucket)
     # Then
     assert properties["BucketName"] == {
@@ -147,7 +147,11 @@ def test_the_documents_bucket_is_private_and_tls_only(synthesized: SynthesizedSt
         "RestrictPublicBuckets": True,
     }
     assert properties.get("VersioningConfiguration", {}).get("Status") != "Enabled"
-    _, policy = synthesized.one_of_type("AWS::S3::BucketPolicy")
+    [policy] = [
+        p
+        for p in synthesized.of_type("AWS::S3::BucketPolicy").values()
+        if synthesized.target(props(p)["Bucket"]) == bucket_id
+    ]
     assert any(
         s["Effect"] == "Deny" and s.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}
         for s in props(policy)["PolicyDocument"]["Statement"]
@@ -159,7 +163,7 @@ def test_new_documents_are_announced_to_the_ingestion_queue(synthesized: Synthes
     # Given
     notify_queue = queue_by_id(DOCUMENTS_BUCKET.notify_queue)
     queue_id, _ = synthesized.queue(notify_queue.physical_name(synthesized.stage.name))
-    bucket_id, _ = synthesized.one_of_type("AWS::S3::Bucket")
+    bucket_id, _ = synthesized.documents_bucket()
     # When
     _, notifications = synthesized.one_of_type("Custom::S3BucketNotifications")
     # Then

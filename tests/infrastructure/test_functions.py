@@ -49,7 +49,7 @@ def test_there_are_exactly_the_functions_of_the_specs(synthesized: SynthesizedSt
 def test_each_function_gets_the_shared_lambda_defaults(synthesized: SynthesizedStage, function_id: str) -> None:
     # Given
     stage = synthesized.stage
-    layer_id, _ = synthesized.one_of_type("AWS::Lambda::LayerVersion")
+    layer_id, _ = synthesized.dependency_layer()
     # When
     _, function = synthesized.function(function_id)
     properties = props(function)
@@ -67,7 +67,7 @@ def test_each_function_gets_the_shared_lambda_defaults(synthesized: SynthesizedS
 
 
 def test_the_layer_is_for_python_3_13_on_arm64(synthesized: SynthesizedStage) -> None:
-    _, layer = synthesized.one_of_type("AWS::Lambda::LayerVersion")
+    _, layer = synthesized.dependency_layer()
     assert props(layer)["CompatibleRuntimes"] == ["python3.13"]
     assert props(layer)["CompatibleArchitectures"] == ["arm64"]
 
@@ -169,8 +169,8 @@ def test_each_role_allows_only_what_the_spec_says(synthesized: SynthesizedStage,
     if function_id in SCHEDULED_FUNCTIONS:
         send_targets.add(synthesized.queue(f"docuchat-{stage_name}-{function_id}-schedule-dlq")[0])
     assert granted.get("sqs:SendMessage", set()) == send_targets
-    # Then: the bucket
-    bucket_id, _ = synthesized.one_of_type("AWS::S3::Bucket")
+    # Then: the documents bucket (the web app's is no function's)
+    bucket_id, _ = synthesized.documents_bucket()
     assert granted.get("s3:GetObject*", set()) == ({bucket_id} if spec.bucket_access != "none" else set())
     for action in S3_WRITE_ACTIONS:
         assert granted.get(action, set()) == ({bucket_id} if spec.bucket_access == "read_write" else set()), action

@@ -41,7 +41,7 @@ def test_the_built_layer_is_arm64_python_3_13_without_what_the_runtime_has() -> 
 
 
 def test_the_stack_uses_the_built_layer_folder(synthesized: SynthesizedStage) -> None:
-    _, layer = synthesized.one_of_type("AWS::Lambda::LayerVersion")
+    _, layer = synthesized.dependency_layer()
     assert layer["Metadata"]["aws:asset:path"] == str(build_layer.LAYER_DIR)
 
 

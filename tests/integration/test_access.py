@@ -276,3 +276,22 @@ def test_a_tenant_stops_trusting_its_issuer_and_another_may_take_it(
     assert dropped.status == 200 and dropped.json["tenant"]["jwt"] is None
     assert as_bearer(harness, token).status == 401
     assert trust(harness, b_id, idp).status == 200
+
+
+def test_me_says_who_a_key_or_token_is_and_what_it_may_do(harness: Harness, idp: FakeIdentityProvider) -> None:
+    tenant_id, key = harness.new_tenant()
+    me = harness.call("GET", "/v1/me", key=key)
+    assert me.status == 200
+    assert me.json["tenant_id"] == tenant_id and me.json["key_id"] == key.split("_")[2]
+    assert "chat" in me.json["scopes"] and "documents:write" in me.json["scopes"]
+    assert me.json["uploads"]["max_bytes"] == harness.container.settings.max_upload_bytes
+    assert "application/pdf" in me.json["uploads"]["content_types"]
+    assert me.json["answers"] == "extractive"  # no OPENAI_API_KEY in the tests
+    # A token of the tenant's issuer: its subject and its scopes only
+    assert trust(harness, tenant_id, idp).status == 200
+    token = as_bearer(harness, idp.token(sub="user-7", scope="chat"), "/v1/me")
+    assert token.status == 200
+    assert (token.json["key_id"], token.json["subject"], token.json["scopes"]) == ("jwt", "jwt:user-7", ["chat"])
+    # No key, or a wrong one, is a 401
+    assert harness.call("GET", "/v1/me").status == 401
+    assert harness.call("GET", "/v1/me", key="dc_t0123456789abcdef_k0123456789_nope").status == 401
