@@ -80,7 +80,9 @@ def tenant(runtime: LocalProcess, request: pytest.FixtureRequest) -> Tenant:
     return Tenant(runtime.url, tenant_id, key)
 
 
-@pytest.fixture(scope="session")
+# Package scope: Playwright's sync API runs an event loop on the main thread while it is open, and the tiers
+# collected after this one (asyncio.run inside Mangum and FastAPI's test client) need it closed again.
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
