@@ -106,7 +106,7 @@ def test_the_csp_allows_only_the_apps_files_the_api_and_the_documents_bucket(syn
     # Given
     region = synthesized.stage.region
     documents_id, _ = synthesized.documents_bucket()
-    uploads = [f"https://${{{documents_id}.RegionalDomainName}}", f"https://${{{documents_id}.DomainName}}"]
+    uploads = [f"https://${{{documents_id}.RegionalDomainName}}"]  # the host presigned URLs name
     # When
     security = _headers_policy(synthesized)["SecurityHeadersConfig"]
     csp = synthesized.text_of(security["ContentSecurityPolicy"]["ContentSecurityPolicy"])
@@ -118,6 +118,7 @@ def test_the_csp_allows_only_the_apps_files_the_api_and_the_documents_bucket(syn
     assert any(fnmatch(API_HOST.format(region=region), source) for source in connect)
     assert any(fnmatch(FUNCTION_URL_HOST.format(region=region), source) for source in connect)
     assert set(uploads) <= set(connect)
+    assert f"https://${{{documents_id}.DomainName}}" not in connect  # not the global host
     assert directives["script-src"] == ["'self'"]
     assert directives["default-src"] == ["'none'"]
     assert "'unsafe-inline'" not in csp and "'unsafe-eval'" not in csp
