@@ -6,7 +6,7 @@ import time
 
 import httpx
 
-from local.process import new_tenant
+from local.process import add_text_document, new_tenant, wait_until_ready
 
 
 def tenant_with_documents(
@@ -21,15 +21,8 @@ def tenant_with_documents(
     if limits is not None:
         admin = {"Authorization": f"Bearer {admin_key}"}
         httpx.patch(f"{url}/v1/admin/tenants/{tenant_id}", json={"limits": limits}, headers=admin).raise_for_status()
-    auth = {"Authorization": f"Bearer {key}"}
-    ids = [
-        httpx.post(f"{url}/v1/documents", json={"title": title, "text": text}, headers=auth).json()["document_id"]
-        for title, text in documents.items()
-    ]
+    ids = [add_text_document(url, key, title, text) for title, text in documents.items()]
     deadline = time.monotonic() + timeout
-    for document_id in ids:
-        while httpx.get(f"{url}/v1/documents/{document_id}", headers=auth).json()["status"] != "ready":
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"document {document_id} did not get ready")
-            time.sleep(0.2)
+    for document_id in ids:  # all are ingesting already; one deadline for the lot
+        wait_until_ready(url, key, document_id, timeout=max(0.0, deadline - time.monotonic()))
     return str(key)

@@ -145,3 +145,25 @@ def new_tenant(url: str, admin_key: str, name: str, email: str, unlimited: bool 
     key = httpx.post(f"{url}/v1/admin/tenants/{tenant_id}/keys", json={"name": name}, headers=admin, timeout=30)
     key.raise_for_status()
     return tenant_id, str(key.json()["api_key"])
+
+
+def add_text_document(url: str, key: str, title: str, text: str, content_type: str = "text/plain") -> str:
+    """A document of inline text on a running system; returns its id (ingestion has only begun)."""
+    body = {"title": title, "text": text, "content_type": content_type}
+    created = httpx.post(f"{url}/v1/documents", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    created.raise_for_status()
+    return str(created.json()["document_id"])
+
+
+def wait_until_ready(url: str, key: str, document_id: str, timeout: float = 60) -> None:
+    """Until the document is ready; a failed document, or one still not ready at `timeout`, raises."""
+    auth = {"Authorization": f"Bearer {key}"}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = httpx.get(f"{url}/v1/documents/{document_id}", headers=auth, timeout=30).json()
+        if status["status"] == "ready":
+            return
+        if status["status"] == "failed":
+            raise RuntimeError(f"document {document_id} failed: {status.get('reason')}")
+        time.sleep(0.2)
+    raise RuntimeError(f"document {document_id} did not get ready in {timeout:.0f} s")

@@ -7,16 +7,14 @@ provoke. With DOCUCHAT_SCREENSHOTS set (`make screenshots`), the views' screensh
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from local.fake_openai import FakeOpenAI, fake_reply
-from local.process import LocalProcess, new_tenant
+from local.process import LocalProcess, add_text_document, new_tenant, wait_until_ready
 from tests.support.browser import ConsoleWatch, launch_options
 
 ADMIN_KEY = "dca_browser-admin-0123456789abcdef"
@@ -59,18 +57,9 @@ class Tenant:
         self.auth = {"Authorization": f"Bearer {key}"}
 
     def add_text(self, title: str, text: str, content_type: str = "text/plain") -> str:
-        body = {"title": title, "text": text, "content_type": content_type}
-        created = httpx.post(f"{self.url}/v1/documents", json=body, headers=self.auth, timeout=30)
-        created.raise_for_status()
-        document_id = str(created.json()["document_id"])
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            status = httpx.get(f"{self.url}/v1/documents/{document_id}", headers=self.auth, timeout=30).json()
-            if status["status"] in ("ready", "failed"):
-                assert status["status"] == "ready", status
-                return document_id
-            time.sleep(0.2)
-        raise AssertionError(f"{title} did not become ready")
+        document_id = add_text_document(self.url, self.key, title, text, content_type)
+        wait_until_ready(self.url, self.key, document_id)
+        return document_id
 
 
 @pytest.fixture

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 from playwright.sync_api import expect
 
-from tests.browser.conftest import Tenant
+from tests.browser.conftest import ADMIN_KEY, Tenant
 from tests.support.browser import CONTRAST_FAILURES, ConsoleWatch
+
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
 def sign_in(page: Any, key: str) -> None:
@@ -262,8 +266,6 @@ def test_html_and_script_in_a_document_or_an_answer_never_run(page: Any, tenant:
 
 def chat_and_meter(tenant: Tenant) -> dict[str, Any]:
     """One answered question, once metering has counted it; returns the usage the API reports."""
-    import httpx
-
     reply = httpx.post(
         f"{tenant.url}/v1/chat", json={"message": "How long does shipping take?"}, headers=tenant.auth, timeout=60
     )
@@ -272,26 +274,18 @@ def chat_and_meter(tenant: Tenant) -> dict[str, Any]:
         usage = httpx.get(f"{tenant.url}/v1/usage", headers=tenant.auth, timeout=30).json()
         if usage["total_tokens"] >= reply.json()["usage"]["total_tokens"]:
             return dict(usage)
-        page_wait(0.2)
+        time.sleep(0.2)
     raise AssertionError("metering did not catch up")
 
 
-def page_wait(seconds: float) -> None:
-    import time
-
-    time.sleep(seconds)
-
-
 def test_usage_is_a_chart_of_tokens_per_day_with_the_budget(
-    page: Any, tenant: Tenant, runtime: Any, screenshots: Path | None
+    page: Any, tenant: Tenant, screenshots: Path | None
 ) -> None:
-    import httpx
-
     tenant.add_text("Refund policy", POLICY)
     httpx.patch(
         f"{tenant.url}/v1/admin/tenants/{tenant.tenant_id}",
         json={"limits": {"monthly_token_budget": 100_000}},
-        headers={"Authorization": f"Bearer {runtime.admin_key}"},
+        headers=ADMIN,
         timeout=30,
     ).raise_for_status()
     usage = chat_and_meter(tenant)
@@ -307,20 +301,15 @@ def test_usage_is_a_chart_of_tokens_per_day_with_the_budget(
     shoot(page, screenshots, "usage")
 
 
-def bill_today(tenant: Tenant, runtime: Any) -> None:
-    import httpx
-
+def bill_today(tenant: Tenant) -> None:
     usage = chat_and_meter(tenant)
     day = usage["days"][0]["day"]
-    admin = {"Authorization": f"Bearer {runtime.admin_key}"}
-    httpx.post(f"{tenant.url}/v1/admin/billing/run", json={"date": day}, headers=admin, timeout=60).raise_for_status()
+    httpx.post(f"{tenant.url}/v1/admin/billing/run", json={"date": day}, headers=ADMIN, timeout=60).raise_for_status()
 
 
-def test_invoices_show_their_lines_status_and_payment_link(
-    page: Any, tenant: Tenant, runtime: Any, screenshots: Path | None
-) -> None:
+def test_invoices_show_their_lines_status_and_payment_link(page: Any, tenant: Tenant, screenshots: Path | None) -> None:
     tenant.add_text("Refund policy", POLICY)
-    bill_today(tenant, runtime)
+    bill_today(tenant)
     sign_in(page, tenant.key)
     page.get_by_role("link", name="Invoices").click()
     invoice = page.locator(".invoice").first
@@ -337,10 +326,10 @@ def test_invoices_show_their_lines_status_and_payment_link(
 
 
 def test_in_persian_the_page_is_right_to_left_with_persian_digits_and_tomans(
-    page: Any, tenant: Tenant, runtime: Any, screenshots: Path | None
+    page: Any, tenant: Tenant, screenshots: Path | None
 ) -> None:
     tenant.add_text("Refund policy", POLICY)
-    bill_today(tenant, runtime)
+    bill_today(tenant)
     sign_in(page, tenant.key)
     page.get_by_role("button", name="فارسی").click()
     assert page.evaluate("[document.documentElement.dir, document.documentElement.lang]") == ["rtl", "fa"]
@@ -364,17 +353,14 @@ def test_in_persian_the_page_is_right_to_left_with_persian_digits_and_tomans(
 
 
 def test_a_revoked_key_ends_the_session_and_returns_to_sign_in(
-    page: Any, tenant: Tenant, runtime: Any, console: ConsoleWatch
+    page: Any, tenant: Tenant, console: ConsoleWatch
 ) -> None:
-    import httpx
-
     console.expect(r"status of 401")
     sign_in(page, tenant.key)
-    admin = {"Authorization": f"Bearer {runtime.admin_key}"}
-    keys = httpx.get(f"{tenant.url}/v1/admin/tenants/{tenant.tenant_id}/keys", headers=admin, timeout=30).json()
+    keys = httpx.get(f"{tenant.url}/v1/admin/tenants/{tenant.tenant_id}/keys", headers=ADMIN, timeout=30).json()
     for key in keys["keys"]:
         httpx.delete(
-            f"{tenant.url}/v1/admin/tenants/{tenant.tenant_id}/keys/{key['key_id']}", headers=admin, timeout=30
+            f"{tenant.url}/v1/admin/tenants/{tenant.tenant_id}/keys/{key['key_id']}", headers=ADMIN, timeout=30
         ).raise_for_status()
     page.get_by_role("link", name="Documents").click()
     expect(page.get_by_role("status")).to_contain_text("Your session has ended")
@@ -407,9 +393,9 @@ def test_keyboard_alone_signs_in_moves_between_views_and_sends(page: Any, tenant
     assert {"Chat", "Documents", "Usage", "Invoices", "Sign out", "New chat", "message"} <= focused
 
 
-def test_every_view_passes_colour_contrast_in_both_languages(page: Any, tenant: Tenant, runtime: Any) -> None:
+def test_every_view_passes_colour_contrast_in_both_languages(page: Any, tenant: Tenant) -> None:
     tenant.add_text("Refund policy", POLICY)
-    bill_today(tenant, runtime)
+    bill_today(tenant)
     page.goto("/")
     assert page.evaluate(CONTRAST_FAILURES) == []
     sign_in(page, tenant.key)

@@ -17,7 +17,7 @@ import openai
 import pytest
 
 from local.fake_openai import FakeOpenAI
-from local.process import LocalProcess, new_tenant
+from local.process import LocalProcess, add_text_document, new_tenant, wait_until_ready
 
 ADMIN_KEY = "dca_e2e-openai-admin-0123456789"
 CHUNK_DELAY = 0.15  # the model writes a word every 0.15 s
@@ -47,13 +47,7 @@ def runtime(upstream: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> I
 @pytest.fixture(scope="module")
 def tenant(runtime: LocalProcess) -> dict[str, str]:
     tenant_id, key = new_tenant(runtime.url, ADMIN_KEY, "E2E", "e2e@x.test")
-    auth = {"Authorization": f"Bearer {key}"}
-    document = httpx.post(f"{runtime.url}/v1/documents", json={"title": "Support", "text": POLICY}, headers=auth)
-    for _ in range(200):
-        status = httpx.get(f"{runtime.url}/v1/documents/{document.json()['document_id']}", headers=auth).json()
-        if status["status"] == "ready":
-            break
-        time.sleep(0.2)
+    wait_until_ready(runtime.url, key, add_text_document(runtime.url, key, "Support", POLICY))
     return {"tenant_id": tenant_id, "key": key}
 
 
