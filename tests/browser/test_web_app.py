@@ -344,6 +344,7 @@ def test_in_persian_the_page_is_right_to_left_with_persian_digits_and_tomans(
     assert not re.search("[0-9]", page.locator(".usage p").first.inner_text())
     shoot(page, screenshots, "usage-fa")
     navigation.get_by_role("link", name="گفتگو").click()
+    expect(page.get_by_role("complementary")).to_contain_text("How long does shipping take?")
     shoot(page, screenshots, "chat-fa")
     # The choice is kept, and English brings the page back to left-to-right
     page.reload()

@@ -37,7 +37,7 @@ function Answer({ turn, last, busy, onCite, onRegenerate, onRetry }) {
   return html`<article class="turn assistant" aria-busy=${turn.status === "streaming"}>
     <h3 class="who">${t("assistant")}</h3>
     ${note && html`<p class=${"route route-" + turn.route} role="note">${t(note)}</p>`}
-    ${turn.status !== "failed" && html`<div class="answer" dangerouslySetInnerHTML=${{ __html: renderMarkdown(turn.text) }} />`}
+    ${turn.status !== "failed" && html`<div class="answer" dir="auto" dangerouslySetInnerHTML=${{ __html: renderMarkdown(turn.text) }} />`}
     ${turn.status === "streaming" && html`<span class="cursor" aria-hidden="true">▍</span>`}
     ${turn.status === "stopped" && html`<p class="warning" role="status">${t("stopped")}</p>`}
     ${turn.status === "failed" && html`<div class="error" role="alert">
@@ -54,13 +54,14 @@ function ConversationList({ items, current, onOpen, onDelete, onNew }) {
   return html`<aside class="conversations" aria-labelledby="conversations-title">
     <h2 id="conversations-title">${t("conversations")}</h2>
     <button type="button" class="primary" onClick=${onNew}>${t("newChat")}</button>
-    ${items.length === 0 && html`<p class="hint">${t("noConversations")}</p>`}
+    ${items === null && html`<p class="hint">${t("loading")}</p>`}
+    ${items?.length === 0 && html`<p class="hint">${t("noConversations")}</p>`}
     <ul>
-      ${items.map(
+      ${(items ?? []).map(
         (c) => html`<li key=${c.conversation_id} class=${c.conversation_id === current ? "current" : ""}>
           <button type="button" class="open" aria-current=${c.conversation_id === current ? "true" : undefined}
             onClick=${() => onOpen(c.conversation_id)}>
-            <span class="title">${c.title}</span><span class="meta">${date(c.updated_at, true)}</span>
+            <span class="title" dir="auto">${c.title}</span><span class="meta">${date(c.updated_at, true)}</span>
           </button>
           <button type="button" class="icon" aria-label=${t("deleteConversation") + ": " + c.title}
             onClick=${() => onDelete(c.conversation_id)}>×</button>
@@ -76,7 +77,7 @@ function failureText(error) {
 }
 
 export function ChatView({ account }) {
-  const [conversations, setConversations] = useState([]);
+  const [conversations, setConversations] = useState(null); // null until the first page has come
   const [conversationId, setConversationId] = useState(null);
   const [turns, setTurns] = useState([]);
   const [draft, setDraft] = useState("");
@@ -88,7 +89,14 @@ export function ChatView({ account }) {
   const box = useRef(null);
   const end = useRef(null);
 
-  const refresh = () => api.conversations().then((r) => setConversations(r.conversations)).catch(() => {});
+  const refresh = () =>
+    api
+      .conversations()
+      .then((r) => setConversations(r.conversations))
+      .catch((error) => {
+        setConversations((shown) => shown ?? []);
+        setProblem(error instanceof ApiError ? error.message : t("unreachable"));
+      });
   useEffect(() => {
     refresh();
     return () => controller.current?.abort();
@@ -174,7 +182,7 @@ export function ChatView({ account }) {
         ${turns.length === 0 && html`<p class="hint">${t("emptyChat")}</p>`}
         ${turns.map((turn, i) =>
           turn.role === "user"
-            ? html`<article class="turn user"><h3 class="who">${t("you")}</h3><p class="question">${turn.text}</p></article>`
+            ? html`<article class="turn user"><h3 class="who">${t("you")}</h3><p class="question" dir="auto">${turn.text}</p></article>`
             : html`<${Answer} turn=${turn} last=${i === lastIndex} busy=${busy}
                 onCite=${(c, number) => setCitation({ ...c, number })}
                 onRegenerate=${() => ask(turn.question, true)} onRetry=${() => ask(turn.question, true)} />`,
