@@ -173,7 +173,7 @@ export function DocumentsView({ account }) {
             <tbody>
               ${documents.map(
                 (d) => html`<tr key=${d.document_id} data-status=${d.status}>
-                  <th scope="row">${d.title}</th>
+                  <th scope="row" dir="auto">${d.title}</th>
                   <td><${Status} document=${d} /></td>
                   <td>${d.content_type}</td>
                   <td>${number(d.chunk_count)}</td>
