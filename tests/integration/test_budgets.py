@@ -12,7 +12,7 @@ from shared.data.limits import BudgetStore
 from shared.errors import BudgetExhausted
 from shared.ingestion import BUDGET_SPENT
 from tests.conftest import FrozenClock
-from tests.support.harness import Harness
+from tests.support.harness import CONCURRENT_WRITERS, Harness
 
 POLICY = "Our support line is open from 9 to 17 on working days. Call 021-1234 for urgent help."
 
@@ -36,6 +36,7 @@ def set_budget(harness: Harness, tenant_id: str, tokens: int | None) -> None:
     assert reply.status == 200, reply
 
 
+@CONCURRENT_WRITERS
 def test_concurrent_calls_near_the_limit_never_overrun_it_by_more_than_one_reservation(
     any_harness: Harness, clock: FrozenClock
 ) -> None:
