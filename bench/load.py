@@ -7,7 +7,7 @@ Without --url it starts its own `python -m local` (in memory, on a free loopback
 Ctrl-C's signal at the end, timing the stop. With --url it drives a running `make dev` (DOCUCHAT_ADMIN_KEY
 must be its admin key); only loopback addresses are accepted.
 
-1. Setup: tenants, each with a key and documents from bench/quality/corpus, waited on until ready.
+1. Setup: tenants, each with a key and documents from bench/quality/sets/own/corpus, waited on until ready.
 2. One client alone for --single-client-seconds: the throughput to beat.
 3. --clients clients at once for --seconds (or --max-requests, whichever comes first), each choosing per
    request: a chat (60%), a document list (15%), a usage read (15%), or a deliberately bad request (10%:
@@ -46,8 +46,8 @@ import httpx
 from local.process import LocalProcess, children, new_tenant
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-CORPUS_DIR = REPO_ROOT / "bench" / "quality" / "corpus"
-QUESTIONS_FILE = REPO_ROOT / "bench" / "quality" / "questions.json"
+CORPUS_DIR = REPO_ROOT / "bench" / "quality" / "sets" / "own" / "corpus"
+QUESTIONS_FILE = CORPUS_DIR.parent / "questions.json"
 RESULTS_FILE = REPO_ROOT / "bench" / "results" / "load.json"
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 READY_SECONDS = 300
