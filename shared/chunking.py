@@ -7,6 +7,9 @@
 - Consecutive chunks of one section overlap by about `overlap_tokens`, so an answer that straddles a
   boundary is whole in one of them. A new section starts clean.
 
+A PDF's text has a form feed between pages (shared.parsing.PAGE_BREAK): each chunk then carries the page its
+first new word is on (after the overlap carried from the chunk before), which citations show.
+
 Tokens are estimated (shared.terms.estimate_tokens), erring high, so chunks stay inside model limits.
 """
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from shared.parsing import PAGE_BREAK
 from shared.terms import estimate_tokens
 
 DEFAULT_MAX_TOKENS = 220  # small enough for the local embedder's 256 word pieces, big enough to hold an answer
@@ -32,12 +36,14 @@ class TextChunk:
     text: str
     section: str  # the heading the chunk falls under ("" before the first heading)
     tokens: int
+    page: int | None = None  # the page (from 1) the chunk's new text starts on, for text with page breaks
 
 
 @dataclass(frozen=True)
 class _Block:
     words: tuple[str, ...]
     heading: str | None  # set when the block is a heading line
+    page: int | None = None
 
 
 def _words(text: str) -> tuple[str, ...]:
@@ -55,21 +61,24 @@ def _words(text: str) -> tuple[str, ...]:
 
 
 def _blocks(text: str) -> list[_Block]:
-    """Paragraphs, with each heading line a block of its own."""
+    """Paragraphs, with each heading line a block of its own; a paragraph never crosses a page break."""
     blocks: list[_Block] = []
-    for paragraph in _PARAGRAPH_BREAK.split(text.replace("\r\n", "\n")):
-        body: list[str] = []
-        for line in paragraph.split("\n"):
-            heading = _HEADING.match(line)
-            if heading:
-                if body:
-                    blocks.append(_Block(_words(" ".join(body)), None))
-                    body = []
-                blocks.append(_Block(_words(line), heading.group(1).strip()))
-            elif line.strip():
-                body.append(line)
-        if body:
-            blocks.append(_Block(_words(" ".join(body)), None))
+    pages = text.replace("\r\n", "\n").split(PAGE_BREAK)
+    for number, page_text in enumerate(pages, 1):
+        page = number if len(pages) > 1 else None
+        for paragraph in _PARAGRAPH_BREAK.split(page_text):
+            body: list[str] = []
+            for line in paragraph.split("\n"):
+                heading = _HEADING.match(line)
+                if heading:
+                    if body:
+                        blocks.append(_Block(_words(" ".join(body)), None, page))
+                        body = []
+                    blocks.append(_Block(_words(line), heading.group(1).strip(), page))
+                elif line.strip():
+                    body.append(line)
+            if body:
+                blocks.append(_Block(_words(" ".join(body)), None, page))
     return blocks
 
 
@@ -80,6 +89,8 @@ class _Builder:
         self.chunks: list[TextChunk] = []
         self.words: list[str] = []
         self.costs: list[int] = []
+        self.pages: list[int | None] = []  # each word's page
+        self.page: int | None = None  # the page of the words being added
         self.tokens = 0
         self.fresh = 0  # words added since the last flush (beyond the carried-over overlap)
         self.section = ""
@@ -90,20 +101,22 @@ class _Builder:
             self.flush(keep_overlap=True)
         self.words.append(word)
         self.costs.append(cost)
+        self.pages.append(self.page)
         self.tokens += cost
         self.fresh += 1
 
     def flush(self, keep_overlap: bool) -> None:
         if self.fresh:
-            self.chunks.append(TextChunk(" ".join(self.words), self.section, self.tokens))
+            self.chunks.append(TextChunk(" ".join(self.words), self.section, self.tokens, self.pages[-self.fresh]))
         if keep_overlap and self.fresh:
             kept, budget = 0, self.overlap_tokens
             while kept < len(self.costs) - 1 and budget - self.costs[-1 - kept] >= 0:
                 budget -= self.costs[-1 - kept]
                 kept += 1
-            self.words, self.costs = self.words[len(self.words) - kept :], self.costs[len(self.costs) - kept :]
+            start = len(self.words) - kept
+            self.words, self.costs, self.pages = self.words[start:], self.costs[start:], self.pages[start:]
         else:
-            self.words, self.costs = [], []
+            self.words, self.costs, self.pages = [], [], []
         self.tokens = sum(self.costs)
         self.fresh = 0
 
@@ -115,6 +128,7 @@ def chunk_text(
         raise ValueError("overlap_tokens must be under half of max_tokens")
     builder = _Builder(max_tokens, overlap_tokens)
     for block in _blocks(text):
+        builder.page = block.page
         if block.heading is not None:
             builder.flush(keep_overlap=False)  # a section starts a fresh chunk
             builder.section = block.heading

@@ -177,6 +177,7 @@ class IngestionService:
                 title=document.title,
                 text=piece.text,
                 section=piece.section,
+                page=piece.page,
             )
             for index, piece in enumerate(chunk_text(text))
         ]

@@ -169,6 +169,9 @@ class Document(Record):
     updated_at: datetime
 
 
+SNIPPET_CHARS = 240  # of a cited passage, shown with the citation
+
+
 class Chunk(Record):
     tenant_id: str
     document_id: str
@@ -176,6 +179,7 @@ class Chunk(Record):
     title: str
     text: str
     section: str = ""  # the heading the chunk falls under
+    page: int | None = None  # the PDF page the chunk starts on
 
     def embedding_text(self) -> str:
         """What is embedded and keyword-indexed: the chunk with its document title and section heading
@@ -198,6 +202,19 @@ class Citation(Record):
     chunk: int
     snippet: str
     score: float
+    page: int | None = None  # the PDF page the passage starts on; None for other documents
+
+    @classmethod
+    def of(cls, passage: Passage) -> Citation:
+        chunk = passage.chunk
+        return cls(
+            document_id=chunk.document_id,
+            title=chunk.title,
+            chunk=chunk.index,
+            snippet=chunk.text[:SNIPPET_CHARS],
+            score=passage.score,
+            page=chunk.page,
+        )
 
 
 class Message(Record):

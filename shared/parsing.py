@@ -1,5 +1,8 @@
 """Turning an uploaded file into text: plain text, Markdown, HTML (visible text only) and PDF.
 
+A PDF's pages are separated by a form feed (PAGE_BREAK), so chunks know the page they start on; other
+types never contain one.
+
 Every way a file can be unusable (corrupt, encrypted, empty, mislabelled, too big) raises
 UnreadableDocument with a reason a tenant can act on; the document is then marked failed with it.
 """
@@ -13,6 +16,7 @@ from html.parser import HTMLParser
 from shared.errors import InvalidInput
 
 PLAIN, MARKDOWN, HTML, PDF = "text/plain", "text/markdown", "text/html", "application/pdf"
+PAGE_BREAK = "\f"
 SUPPORTED_TYPES = (PLAIN, MARKDOWN, HTML, PDF)
 # Elements whose content is never visible text.
 _INVISIBLE = frozenset({"script", "style", "noscript", "template", "head", "svg", "iframe", "object"})
@@ -67,7 +71,7 @@ def extract_text(body: bytes, content_type: str, max_chars: int, max_pages: int)
     if content_type == PDF:
         text = _pdf_text(body, max_chars, max_pages)
     elif content_type in (PLAIN, MARKDOWN, HTML):
-        text = _decode(body)
+        text = _decode(body).replace(PAGE_BREAK, "\n")  # a stray form feed in a text file is not a page
         if content_type == HTML:
             text = visible_text(text)
     else:
@@ -142,4 +146,5 @@ def _pdf_text(body: bytes, max_chars: int, max_pages: int) -> str:
         raise
     except (PdfReadError, ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError) as error:
         raise UnreadableDocument(f"the PDF could not be read ({type(error).__name__}); it may be damaged") from error
-    return "\n\n".join(p for p in pages if p)
+    # Every page keeps its place, empty ones too, so that counting breaks gives the page number.
+    return PAGE_BREAK.join(pages) if any(pages) else ""

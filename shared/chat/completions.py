@@ -68,7 +68,6 @@ FIELDS = PASSTHROUGH | {
 MAX_MESSAGES = 2048
 MAX_STOP_SEQUENCES = 4
 MAX_TOOLS = 128
-SNIPPET_CHARS = 240
 _MODEL_CREATED = 1_700_000_000  # models' "created" in /v1/models: a fixed, plausible time
 
 
@@ -494,13 +493,7 @@ def _with_documents(messages: list[dict[str, Any]], passages: list[Passage]) -> 
 
 
 def _citation(passage: Passage) -> dict[str, Any]:
-    return Citation(
-        document_id=passage.chunk.document_id,
-        title=passage.chunk.title,
-        chunk=passage.chunk.index,
-        snippet=passage.chunk.text[:SNIPPET_CHARS],
-        score=passage.score,
-    ).model_dump(mode="json")
+    return Citation.of(passage).model_dump(mode="json")
 
 
 def _message_text(completion: dict[str, Any]) -> str:

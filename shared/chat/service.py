@@ -50,7 +50,6 @@ from shared.observability import CHAT_REQUESTS, LLM_DEGRADED, RETRIEVAL_NOTHING_
 from shared.retrieval import HybridRetriever, Retrieval
 from shared.settings import Settings
 
-SNIPPET_CHARS = 240
 PASSAGE_TOKENS = 300  # what one retrieved passage may add to a prompt, at most (chunks are ~220 tokens)
 REWRITE_TOKENS = 200  # a follow-up rewritten by the model: its prompt and its short answer
 ROUTER_MODEL = "docuchat-router"  # what an escalation reply names as its model: no model wrote it
@@ -182,16 +181,7 @@ class ChatService:
         if use_documents and decision.route == Route.DOCUMENTS:
             rewrite = self._rewriter.standalone(question, history)
             retrieval = self._retriever.retrieve(principal.tenant_id, rewrite.query, self._settings.retrieval_top_k)
-        citations = tuple(
-            Citation(
-                document_id=p.chunk.document_id,
-                title=p.chunk.title,
-                chunk=p.chunk.index,
-                snippet=p.chunk.text[:SNIPPET_CHARS],
-                score=p.score,
-            )
-            for p in retrieval.passages
-        )
+        citations = tuple(Citation.of(p) for p in retrieval.passages)
         return _Turn(
             principal=principal,
             event_id=usage_event_id(principal.tenant_id, request_id, question, conversation_id),

@@ -36,6 +36,18 @@ def test_an_uploaded_pdf_is_parsed_and_cited(harness: Harness) -> None:
     assert "24 months" in answer["answer"] and answer["citations"][0]["document_id"] == document["document_id"]
 
 
+def test_a_pdf_citation_names_the_page_its_passage_starts_on(harness: Harness) -> None:
+    _, key = harness.new_tenant()
+    pages = [f"Page {n} is about topic number {n}. " * 30 for n in range(1, 6)]
+    pages[3] = "The pump's maintenance interval is 400 operating hours. " * 6
+    document = upload(harness, key, "Pump manual", pdf(*pages), "application/pdf")
+    answer = harness.call("POST", "/v1/chat", {"message": "What is the pump's maintenance interval?"}, key=key).json
+    assert answer["citations"][0]["page"] == 4, answer["citations"]
+    text = upload(harness, key, "Notes", b"The pump is blue.\fIt hums.", "text/plain")  # a form feed is no page
+    cited = harness.call("POST", "/v1/chat", {"message": "What colour is the pump?"}, key=key).json["citations"]
+    assert all(c["page"] is None for c in cited if c["document_id"] == text["document_id"])
+
+
 def test_an_uploaded_html_page_keeps_only_its_visible_text(harness: Harness) -> None:
     tenant_id, key = harness.new_tenant()
     html = b"<html><script>steal()</script><body><h2>Hours</h2><p>Open 9 to 17.</p></body></html>"

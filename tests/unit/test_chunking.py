@@ -213,3 +213,13 @@ class TestUnusualText:
         chunks = chunk_text(text)
         assert chunks[-1].section == "Part 127"
         assert text.endswith(chunks[-1].text[-40:])
+
+
+def test_chunks_of_paged_text_carry_the_page_they_start_on() -> None:
+    pages = [" ".join(f"p{n}w{i}" for i in range(300)) for n in (1, 2, 3)]
+    chunks = chunk_text("\f".join(pages), max_tokens=100, overlap_tokens=10)
+    assert chunks[0].page == 1 and chunks[-1].page == 3
+    for before, chunk in pairwise(chunks):  # the first word after the overlap names its page
+        new_words = [w for w in chunk.text.split() if w not in set(before.text.split())]
+        assert new_words[0].startswith(f"p{chunk.page}w")
+    assert [c.page for c in chunk_text("no pages here")] == [None]
