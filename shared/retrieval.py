@@ -5,14 +5,20 @@
 3. Only rows that look relevant on their own count: similarity at least `retrieval_min_similarity`, or at
    least `retrieval_min_keyword_coverage` of the question's keyword weight. With none, nothing is cited and
    the chat answers that it does not know.
-4. The rest are fused by reciprocal rank (each list contributes 1 / (60 + rank)), and the best k chunks are
-   read from DynamoDB for their text.
+4. The rest are fused by weighted reciprocal rank: the vector list contributes 2 / (60 + rank), the keyword
+   list 1 / (60 + rank) (tuned on the evaluation sets, docs/decisions/0010-answer-quality.md).
+5. The citations are diversified: the best chunk of each document first, then second chunks of those
+   documents; at most top_k in all, in order of score, and none under RELATIVE_FLOOR of the best chunk's
+   score unless it came first in either search. Four passages of one document no longer crowd out the other
+   document that answers.
+   Only the chosen chunks are read from DynamoDB for their text.
 
 The tenant id comes from the caller's key and is the only way into the store, whose keys all start with it.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -29,7 +35,13 @@ if TYPE_CHECKING:
     from shared.data.vectors import SearchHits
 
 RRF_K = 60  # the usual constant of reciprocal rank fusion: damps the difference between the first few ranks
-HITS_PER_RESULT = 5  # hits asked of each search (vector, keyword) per passage wanted, for fusion to choose from
+HITS_PER_RESULT = 10  # hits asked of each search (vector, keyword) per passage wanted, for fusion to choose from
+# Fusion weights: meaning counts twice what shared words do (hit@1 on the tuning sets: equal 0.94-0.96, 2:1
+# 0.96, vector alone 0.90, keywords alone 0.76; docs/decisions/0010).
+VECTOR_WEIGHT = 2.0
+KEYWORD_WEIGHT = 1.0
+RELATIVE_FLOOR = 0.7  # a chunk is cited only when its fused score is at least this share of the best one's
+CHUNKS_PER_DOCUMENT = 2  # at most, among the citations
 
 
 class VectorSearch(Protocol):
@@ -53,6 +65,7 @@ class _Candidate:
     similarity: float = 0.0
     coverage: float = 0.0
     fused: float = 0.0
+    best_rank: int = 1_000_000  # its best place in either list, from 0
 
 
 class HybridRetriever:
@@ -76,8 +89,8 @@ class HybridRetriever:
             logger.warning("embedding the question failed; searching by keyword only", extra={"error": str(error)})
             count(EMBEDDING_FAILURES, 1)
             notes.append("keyword-only")
-        hits = self._store.search(tenant_id, query, question, max(HITS_PER_RESULT * top_k, 20))
-        chosen = self._fuse(hits.vector, hits.keyword)[:top_k]
+        hits = self._store.search(tenant_id, query, question, max(HITS_PER_RESULT * top_k, 50))
+        chosen = diversify(self._fuse(hits.vector, hits.keyword), top_k)
         chunks = self._documents.get_chunks(tenant_id, [(c.document_id, c.chunk_index) for c in chosen])
         passages = [
             Passage(chunk=chunks[(c.document_id, c.chunk_index)], score=round(c.fused, 6))
@@ -97,11 +110,13 @@ class HybridRetriever:
         for rank, hit in enumerate(vector_hits):
             found = candidate(hit)
             found.similarity = hit.similarity
-            found.fused += 1 / (RRF_K + rank + 1)
+            found.fused += VECTOR_WEIGHT / (RRF_K + rank + 1)
+            found.best_rank = min(found.best_rank, rank)
         for rank, hit in enumerate(keyword_hits):
             found = candidate(hit)
             found.coverage = hit.keyword_coverage
-            found.fused += 1 / (RRF_K + rank + 1)
+            found.fused += KEYWORD_WEIGHT / (RRF_K + rank + 1)
+            found.best_rank = min(found.best_rank, rank)
         relevant = [
             c
             for c in candidates.values()
@@ -109,3 +124,24 @@ class HybridRetriever:
             or c.coverage >= self._settings.retrieval_min_keyword_coverage
         ]
         return sorted(relevant, key=lambda c: (-c.fused, c.document_id, c.chunk_index))
+
+
+def diversify(ranked: list[_Candidate], top_k: int) -> list[_Candidate]:
+    """At most top_k of the ranked candidates: each document's best first, then their second best, never one
+    scoring under RELATIVE_FLOOR of the best (unless it came first in a search); in order of score."""
+    if not ranked:
+        return []
+    floor = RELATIVE_FLOOR * ranked[0].fused
+    eligible = [c for c in ranked if c.fused >= floor or c.best_rank == 0]
+    chosen: list[_Candidate] = []
+    taken: set[int] = set()  # positions in eligible
+    per_document: Counter[str] = Counter()
+    for round_ in range(CHUNKS_PER_DOCUMENT):  # round 0 takes each document's best chunk, round 1 its second
+        for position, c in enumerate(eligible):
+            if len(chosen) == top_k:
+                break
+            if position not in taken and per_document[c.document_id] == round_:
+                chosen.append(c)
+                taken.add(position)
+                per_document[c.document_id] += 1
+    return sorted(chosen, key=lambda c: (-c.fused, c.document_id, c.chunk_index))

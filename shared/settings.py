@@ -115,7 +115,7 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(25 * 1024 * 1024, gt=0, validation_alias=_env("DOCUCHAT_MAX_UPLOAD_BYTES"))
     max_pdf_pages: int = Field(2_000, gt=0, validation_alias=_env("DOCUCHAT_MAX_PDF_PAGES"))
     upload_url_seconds: int = Field(900, ge=60, le=3600, validation_alias=_env("DOCUCHAT_UPLOAD_URL_SECONDS"))
-    retrieval_top_k: int = Field(4, ge=1, le=20, validation_alias=_env("DOCUCHAT_RETRIEVAL_TOP_K"))
+    retrieval_top_k: int = Field(5, ge=1, le=20, validation_alias=_env("DOCUCHAT_RETRIEVAL_TOP_K"))
     # A chunk counts as relevant when its vector is this similar to the question's, or when it holds this
     # share of the question's keyword weight; with none relevant, the answer says it does not know.
     retrieval_min_similarity: float = Field(

@@ -9,7 +9,7 @@ import pytest
 
 from shared.data.vectors import SearchHits
 from shared.models import Chunk
-from shared.retrieval import RRF_K, HybridRetriever, Retrieval
+from shared.retrieval import KEYWORD_WEIGHT, RRF_K, VECTOR_WEIGHT, HybridRetriever, Retrieval
 from shared.settings import Settings
 from shared.terms import estimate_tokens
 from shared.vectors import Hit
@@ -62,7 +62,7 @@ def retrieve(
     *,
     documents: FakeDocuments | None = None,
     embedder: HashingEmbedder | None = None,
-    top_k: int = 4,
+    top_k: int = 5,
     tenant_id: str = TENANT,
     min_similarity: float = 0.3,
     min_coverage: float = 0.5,
@@ -85,17 +85,19 @@ class TestFusion:
         )
         retrieval = retrieve(store)
         assert found(retrieval)[0] == ("dc", 2)  # third and second, yet ahead of two firsts
-        assert set(found(retrieval)[1:]) == {("da", 0), ("dd", 3), ("db", 1)}
-        assert retrieval.passages[0].score == round(1 / (RRF_K + 3) + 1 / (RRF_K + 2), 6)
+        assert set(found(retrieval)[1:]) == {("da", 0), ("dd", 3)}  # the first of each list; db is far below
+        assert retrieval.passages[0].score == round(VECTOR_WEIGHT / (RRF_K + 3) + KEYWORD_WEIGHT / (RRF_K + 2), 6)
 
-    def test_the_first_of_each_list_ties_and_the_tie_is_broken_by_document_and_chunk(self) -> None:
-        store = FakeStore(vector_hits=[vector("db", 1), vector("da", 9)], keyword_hits=[keyword("da", 5)])
-        assert found(retrieve(store)) == [("da", 5), ("db", 1), ("da", 9)]
+    def test_meaning_weighs_more_than_shared_words_and_ties_are_broken_by_document_and_chunk(self) -> None:
+        store = FakeStore(
+            vector_hits=[vector("db", 1), vector("da", 9)], keyword_hits=[keyword("dc", 5), keyword("da", 8)]
+        )
+        assert found(retrieve(store)) == [("db", 1), ("da", 9), ("dc", 5)]  # ("da", 8) is under the floor
 
     def test_a_hit_below_both_thresholds_is_dropped(self) -> None:
         store = FakeStore(
             vector_hits=[vector("da", 0, similarity=0.29), vector("db", 0, similarity=0.31)],
-            keyword_hits=[keyword("da", 0, coverage=0.49), keyword("dc", 0, coverage=0.51)],
+            keyword_hits=[keyword("dc", 0, coverage=0.51), keyword("da", 0, coverage=0.49)],
         )
         assert sorted(found(retrieve(store))) == [("db", 0), ("dc", 0)]
 
@@ -114,6 +116,7 @@ class TestFusion:
     def test_the_thresholds_come_from_the_settings(self) -> None:
         store = FakeStore(vector_hits=[vector("da", 0, similarity=0.25)], keyword_hits=[keyword("db", 0, 0.45)])
         assert found(retrieve(store)) == []
+        store = FakeStore(vector_hits=[vector("da", 0, similarity=0.25)], keyword_hits=[keyword("db", 0, 0.45)])
         lenient = retrieve(store, min_similarity=0.2, min_coverage=0.4)
         assert sorted(found(lenient)) == [("da", 0), ("db", 0)]
 
@@ -124,6 +127,29 @@ class TestFusion:
         assert found(retrieval) == [("d7", 7), ("d0", 0)]
         assert documents.asked == [(TENANT, [("d7", 7), ("d0", 0)])]  # only the chosen chunks are read
         assert store.asked[0]["k"] >= 2
+
+
+class TestDiversity:
+    def test_each_documents_best_chunk_comes_before_a_second_chunk_of_any(self) -> None:
+        store = FakeStore(vector_hits=[vector("da", i) for i in range(6)] + [vector("db", 0), vector("dc", 0)])
+        chosen = found(retrieve(store))
+        assert chosen == [("da", 0), ("da", 1), ("db", 0), ("dc", 0)]  # in order of score; two of da at most
+        assert len({document for document, _ in chosen}) == 3
+
+    def test_at_most_top_k_passages_and_none_far_below_the_best(self) -> None:
+        hits = [vector(f"d{i}", 0) for i in range(40)]
+        assert len(found(retrieve(FakeStore(vector_hits=hits)))) == 5
+        # Rank 40 of one list is worth under 0.7 of rank 1 of both: not cited, however many are wanted.
+        store = FakeStore(vector_hits=[vector("da", 0), *hits], keyword_hits=[keyword("da", 0)])
+        assert ("d39", 0) not in found(retrieve(store, top_k=20))
+
+    def test_the_first_of_the_keyword_search_is_kept_even_far_below_the_vector_scores(self) -> None:
+        # An exact identifier that only keyword search finds is still cited.
+        store = FakeStore(
+            vector_hits=[vector("da", 0), vector("db", 0)], keyword_hits=[keyword("da", 0), keyword("dz", 7)]
+        )
+        store.hits = SearchHits(vector=store.hits.vector, keyword=[keyword("dz", 7), keyword("da", 0)])
+        assert ("dz", 7) in found(retrieve(store))
 
 
 class TestTenantsAndChunks:
