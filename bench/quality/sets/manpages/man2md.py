@@ -7,10 +7,11 @@ Called by render.sh; see there for the rendering command. DROP is a "|"-separate
 list of section/subsection titles to leave out. Only the layout is changed: the words
 of the page are kept as they are (except the running header and footer, which are dropped).
 """
+
 import re
 import sys
 
-LL = 98          # line length of the rendered text (MANWIDTH=100)
+LL = 98  # line length of the rendered text (MANWIDTH=100)
 BULLETS = {"•", "·", "○"}
 
 
@@ -66,7 +67,7 @@ def split_same_line(line, J, strict, in_list=False):
     if guessed:  # no tagged paragraph seen yet at this indent: guess the body column
         m = re.match(r"^ *-\S* {2,}(?=\S)", line)
         J = m.end() if m else I + 7 if line.lstrip().startswith("--") else None
-        if J is None or re.search(r"\S {3,}\S", line[J:]):   # not a table row
+        if J is None or re.search(r"\S {3,}\S", line[J:]):  # not a table row
             return None
     if J <= I + 1 or len(line) <= J:
         return None
@@ -76,9 +77,12 @@ def split_same_line(line, J, strict, in_list=False):
     if not tag or "  " in tag:
         return None
     two_spaces = line[J - 2] == " "
-    option_like = " " not in tag and (tag[0] in "-+" or tag in BULLETS or re.match(r"^\d+[.)]?$", tag)
-                                      or (in_list and not guessed and not re.match(r"^[A-Z][a-z]*$", tag)
-                                          and not line.rstrip().endswith(":")))
+    option_like = " " not in tag and (
+        tag[0] in "-+"
+        or tag in BULLETS
+        or re.match(r"^\d+[.)]?$", tag)
+        or (in_list and not guessed and not re.match(r"^[A-Z][a-z]*$", tag) and not line.rstrip().endswith(":"))
+    )
     if strict and not option_like and not (two_spaces and " " not in tag):
         return None
     if not two_spaces and not option_like and (strict or " " in tag):
@@ -102,10 +106,10 @@ PAGE_BODY_J = {}  # head indent -> body indent of the last tagged item, for the 
 
 class Section:
     def __init__(self):
-        self.out = []          # Markdown blocks
-        self.prose = None      # indent of the last prose paragraph
+        self.out = []  # Markdown blocks
+        self.prose = None  # indent of the last prose paragraph
         self.body_j = PAGE_BODY_J
-        self.in_list = None    # (head indent, body indent) while inside a list of tagged paragraphs
+        self.in_list = None  # (head indent, body indent) while inside a list of tagged paragraphs
 
     # ---- emitting
     def para(self, lines, indent):
@@ -121,7 +125,7 @@ class Section:
         base = min(ind(l) for l in lines)
         text = "\n".join(l[base:] for l in lines)
         if self.out and self.out[-1].startswith("```") and self.out[-1].endswith("```"):
-            self.out[-1] = self.out[-1][:-3] + "\n" + text + "\n```"   # one example, several paragraphs
+            self.out[-1] = self.out[-1][:-3] + "\n" + text + "\n```"  # one example, several paragraphs
         else:
             self.out.append("```\n" + text + "\n```")
 
@@ -142,7 +146,7 @@ class Section:
             pieces.block(lines)
         if pieces.out and not pieces.out[0].startswith("```"):
             first_text = pieces.out[0]
-            if first_text.startswith("\\"):      # no Markdown escape needed after a tag
+            if first_text.startswith("\\"):  # no Markdown escape needed after a tag
                 first_text = first_text[1:]
             self.out.append(fmt_tag(tag, first_text))
             self.out.extend(pieces.out[1:])
@@ -156,16 +160,19 @@ class Section:
     def block(self, lines):
         """One run of non-blank lines."""
         I = ind(lines[0])
-        if self.prose is not None and I > self.prose \
-                and not any(filled(lines[i], lines[i + 1]) for i in range(len(lines) - 1)) \
-                and not re.match(r"^[-+]", lines[0].strip()) and bullet_line(lines[0]) is None:
-            self.code(lines)         # an indented example that is not running text
+        if (
+            self.prose is not None
+            and I > self.prose
+            and not any(filled(lines[i], lines[i + 1]) for i in range(len(lines) - 1))
+            and not re.match(r"^[-+]", lines[0].strip())
+            and bullet_line(lines[0]) is None
+        ):
+            self.code(lines)  # an indented example that is not running text
             return
         items = []  # (head lines, body lines)
         for l in lines:
             if ind(l) <= I:
-                if items and not items[-1][1] and bullet_line(l) is None \
-                        and bullet_line(items[-1][0][-1]) is None:
+                if items and not items[-1][1] and bullet_line(l) is None and bullet_line(items[-1][0][-1]) is None:
                     items[-1][0].append(l)
                 else:
                     items.append(([l], []))
@@ -187,15 +194,15 @@ class Section:
         I = ind(head[0])
         if body:
             J = ind(body[0])
-            if head[-1].rstrip().endswith("\\") \
-                    or (len(re.findall(r"\S {2,}\S", head[-1].strip())) >= 3
-                        and not filled(head[-1], body[0])):
+            if head[-1].rstrip().endswith("\\") or (
+                len(re.findall(r"\S {2,}\S", head[-1].strip())) >= 3 and not filled(head[-1], body[0])
+            ):
                 # a shell command continued on the next line, or a table with a header line
                 self.text_block(head + body)
                 return
             if len(head) == 1:
                 h = head[0]
-                gap2 = len(h) > J and h[J - 2:J] == "  " and h[J] != " "
+                gap2 = len(h) > J and h[J - 2 : J] == "  " and h[J] != " "
                 if filled(h, body[0]) or gap2:
                     s = split_same_line(h, J, strict=False)
                     if s:
@@ -225,11 +232,14 @@ class Section:
             # several head lines, then a body: trailing short lines are tags (.TQ),
             # anything before them is an introducing paragraph
             k = len(head)
-            while k > 0 and (len(head[k - 1].strip()) <= 60
-                             or re.match(r"^-.*,$", head[k - 1].strip())) \
-                    and not head[k - 1].rstrip().endswith((":", ".")) \
-                    and not (k < len(head) and filled(head[k - 1], head[k])
-                             and not re.match(r"^-.*,$", head[k - 1].strip())):
+            while (
+                k > 0
+                and (len(head[k - 1].strip()) <= 60 or re.match(r"^-.*,$", head[k - 1].strip()))
+                and not head[k - 1].rstrip().endswith((":", "."))
+                and not (
+                    k < len(head) and filled(head[k - 1], head[k]) and not re.match(r"^-.*,$", head[k - 1].strip())
+                )
+            ):
                 k -= 1
             if k > 0:
                 self.text_block(head[:k])
@@ -268,7 +278,7 @@ class Section:
         while k > 0 and splits[k - 1]:
             k -= 1
         if k < len(head) and (k == 0 or not filled(head[k - 1], head[k])):
-            if k > 0:                     # an introducing sentence, then a compact list
+            if k > 0:  # an introducing sentence, then a compact list
                 self.text_block(head[:k])
             for s in splits[k:]:
                 self.tagged(s[0], s[1], [])
@@ -284,12 +294,15 @@ def main():
     nonempty = [i for i, l in enumerate(lines) if l.strip()]
     if not nonempty:
         sys.exit(f"man2md: empty page {name}({section})")
-    start = nonempty[0] + 1                       # running header
+    start = nonempty[0] + 1  # running header
     end = nonempty[-1]
-    footer = (ind(lines[end]) == 0 and re.search(r"\S {3,}\S", lines[end])) \
-        or re.search(r"\S {3,}\S*\(\w+\)$", lines[end]) or re.match(r"^ {20,}\S+\(\w+\)$", lines[end])
+    footer = (
+        (ind(lines[end]) == 0 and re.search(r"\S {3,}\S", lines[end]))
+        or re.search(r"\S {3,}\S*\(\w+\)$", lines[end])
+        or re.match(r"^ {20,}\S+\(\w+\)$", lines[end])
+    )
     if not footer:
-        end += 1                                  # not a running footer: keep it
+        end += 1  # not a running footer: keep it
     lines = lines[start:end]
 
     # split into (level, title, content lines)
@@ -299,7 +312,7 @@ def main():
             secs.append([2, l.strip(), []])
         elif re.match(r"^ {3}\S", l) and not l.rstrip().endswith(":") and len(l.strip()) <= 70:
             secs.append([3, l.strip(), []])
-        elif secs and re.match(r"^ {3}\S", l):   # a sentence at subsection indent: body text
+        elif secs and re.match(r"^ {3}\S", l):  # a sentence at subsection indent: body text
             secs[-1][2].extend(["", " " * 7 + l.strip(), ""])
         elif secs:
             secs[-1][2].append(l)
@@ -321,11 +334,11 @@ def main():
     name_lines = [l for l in next((c for l, t, c in kept if t == "NAME"), []) if l.strip()]
     sep = r"\s+[-—–]\s+"
     if len(name_lines) > 1 and all(re.search(sep, l) for l in name_lines):
-        name_lines = name_lines[:1]      # one line per program (bzip2): describe the first
+        name_lines = name_lines[:1]  # one line per program (bzip2): describe the first
     name_text = join_text(name_lines)
     m = re.split(sep, name_text, maxsplit=1)
     desc = m[1] if len(m) == 2 else name_text
-    m = re.match(r"^[\w.+-]+(, [\w.+-]+)*" + sep + r"(.*)$", desc)   # "lz4, unlz4, lz4cat - ..."
+    m = re.match(r"^[\w.+-]+(, [\w.+-]+)*" + sep + r"(.*)$", desc)  # "lz4, unlz4, lz4cat - ..."
     if m:
         desc = m.group(2)
     out = [f"# {name}({section}) — {desc}"]
