@@ -52,9 +52,32 @@ _STOPWORDS = frozenset(
 )
 
 
+# Scripts written without spaces between words: Chinese, Japanese kana, Korean syllables.
+_UNSPACED = re.compile(r"([\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]+)")
+
+
 def terms(text: str) -> list[str]:
-    """Lowercase words without stopwords, plurals folded ("costs" -> "cost"): what keyword search matches on."""
-    return [_singular(word) for word in _WORD.findall(text.lower()) if word not in _STOPWORDS]
+    """Lowercase words without stopwords, plurals folded ("costs" -> "cost"): what keyword search matches on.
+
+    Chinese, Japanese and Korean runs have no spaces, so a whole sentence would be one "word" that no question
+    repeats: they become overlapping character pairs instead ("退货政策" -> 退货, 货政, 政策), as search
+    engines' CJK analysers do.
+    """
+    found: list[str] = []
+    for word in _WORD.findall(text.lower()):
+        if word in _STOPWORDS:
+            continue
+        if not _UNSPACED.search(word):
+            found.append(_singular(word))
+            continue
+        for piece in filter(None, _UNSPACED.split(word)):
+            if not _UNSPACED.fullmatch(piece):
+                found.append(_singular(piece))
+            elif len(piece) == 1:
+                found.append(piece)
+            else:
+                found.extend(piece[i : i + 2] for i in range(len(piece) - 1))
+    return found
 
 
 def _singular(word: str) -> str:

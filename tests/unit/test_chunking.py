@@ -223,3 +223,13 @@ def test_chunks_of_paged_text_carry_the_page_they_start_on() -> None:
         new_words = [w for w in chunk.text.split() if w not in set(before.text.split())]
         assert new_words[0].startswith(f"p{chunk.page}w")
     assert [c.page for c in chunk_text("no pages here")] == [None]
+
+
+def test_chinese_japanese_and_korean_runs_become_character_pairs_for_keyword_search() -> None:
+    from shared.terms import terms
+
+    assert terms("退货政策") == ["退货", "货政", "政策"]
+    assert terms("Order TRK-88 配送") == ["order", "trk", "88", "配送"]
+    assert terms("价") == ["价"]
+    assert set(terms("退货政策是什么")) & set(terms("# 退货政策\n\n商品可以退货"))  # a question meets its answer
+    assert terms("Costs of the مرخصی") == ["cost", "مرخصی"]  # other scripts keep their words
