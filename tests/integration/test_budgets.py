@@ -94,11 +94,11 @@ def test_at_80_percent_the_tenant_is_told_once_a_period(any_harness: Harness, cl
 
 
 def test_chats_are_refused_once_the_budget_is_spent_and_usage_shows_it(harness: Harness) -> None:
-    # Given a tenant whose budget holds one chat's worst case (~1,950 tokens reserved) but not two
+    # Given a tenant whose budget holds one chat's worst case (~2,250 tokens reserved: five passages) but not two
     tenant_id, key = harness.new_tenant()
     harness.call("POST", "/v1/documents", {"title": "Support", "text": POLICY}, key=key)
     harness.drain("ingestion")
-    set_budget(harness, tenant_id, 2_100)
+    set_budget(harness, tenant_id, 2_400)
 
     # When it chats until refused
     statuses = [harness.call("POST", "/v1/chat", {"message": "When is support open?"}, key=key) for _ in range(4)]
@@ -108,11 +108,11 @@ def test_chats_are_refused_once_the_budget_is_spent_and_usage_shows_it(harness: 
     refused = [r for r in statuses if r.status == 429]
     assert refused and refused[0].json["error"]["code"] == "budget_exhausted" and "retry-after" in refused[0].headers
     budget = harness.call("GET", "/v1/usage", key=key).json["budget"]
-    assert budget["limit"] == 2_100 and budget["reserved"] == 0
+    assert budget["limit"] == 2_400 and budget["reserved"] == 0
     answered = sum(
         r.json["usage"]["total_tokens"] + r.json["usage"]["embedding_tokens"] for r in statuses if r.status == 200
     )
-    assert budget["used"] == answered and budget["remaining"] == 2_100 - answered
+    assert budget["used"] == answered and budget["remaining"] == 2_400 - answered
     # On the OpenAI door it is OpenAI's insufficient_quota
     body = {"model": "docuchat-extractive", "messages": [{"role": "user", "content": "more " * 2000}]}
     door = harness.call("POST", "/v1/chat/completions", body, key=key)
