@@ -102,6 +102,7 @@ bench: install $(VENV)/.bench-installed ## run the benchmarks; results in bench/
 	$(PY) -m bench.metering
 	$(PY) -m bench.retrieval
 	$(PY) -m bench.ingestion
+	$(PY) -m bench.embedder
 	$(PY) -m bench.quality
 	$(PY) -m bench.pagination
 	$(PY) -m bench.streaming

