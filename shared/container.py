@@ -132,6 +132,7 @@ class Container:
             model=self.embedder.model,
             dimensions=self.embedder.dimensions,
             cache_rows=self.settings.index_cache_rows,
+            write_concurrency=self.settings.vector_write_concurrency,
         )
 
     # Services
@@ -274,7 +275,14 @@ class Container:
 
     @lazy
     def document_service(self) -> DocumentService:
-        return DocumentService(self.settings, self.documents, self.blobs, self.vectors, self.clock)
+        return DocumentService(
+            self.settings,
+            self.documents,
+            self.blobs,
+            self.vectors,
+            self.clock,
+            IngestionQueue(self.aws.sqs, self.settings.ingestion_queue_url),
+        )
 
     @lazy
     def ingestion(self) -> IngestionService:

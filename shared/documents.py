@@ -11,6 +11,7 @@ from shared.data.dynamo import Page
 from shared.data.vectors import S3VectorStore
 from shared.errors import InvalidInput, NotFound, PayloadTooLarge
 from shared.ids import new_id
+from shared.ingestion import Continuations, compaction_message
 from shared.models import Document, Principal
 from shared.observability import logger
 from shared.parsing import HTML, MARKDOWN, PLAIN, SUPPORTED_TYPES
@@ -35,12 +36,14 @@ class DocumentService:
         blobs: BlobStore,
         vectors: S3VectorStore,
         clock: Callable[[], datetime],
+        continuations: Continuations | None = None,
     ) -> None:
         self._settings = settings
         self._documents = documents
         self._blobs = blobs
         self._vectors = vectors
         self._clock = clock
+        self._continuations = continuations  # the ingestion queue, for compaction requests
 
     def create_upload(
         self, principal: Principal, title: str, content_type: str, size_bytes: int
@@ -111,6 +114,9 @@ class DocumentService:
         self._vectors.remove(document.tenant_id, document.document_id)
         self._documents.delete(document.tenant_id, document.document_id)
         self._blobs.delete(document.source_key)
+        # A removed document's rows in a pack are never served, and are dropped by the next compaction.
+        if self._continuations is not None and self._vectors.compaction_due(document.tenant_id):
+            self._continuations.send(compaction_message(document.tenant_id))
         logger.info("document deleted", extra={"tenant_id": document.tenant_id, "document_id": document_id})
 
     def page_documents(self, principal: Principal, limit: int, cursor: str | None) -> Page[Document]:

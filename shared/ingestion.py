@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from shared.access.budgets import Reservation, TenantBudgets
 from shared.chunking import chunk_text
 from shared.data.blobs import BlobStore, parse_source_key
+from shared.data.compaction import CompactionResult
 from shared.data.documents import DocumentRepository
 from shared.data.vectors import S3VectorStore
 from shared.embeddings import Embedder
@@ -39,6 +40,9 @@ from shared.settings import Settings
 from shared.vectors import Segment
 
 CONTINUE_MESSAGE = "ingestion.continue"
+# Compact a tenant's vector segments into packs (shared/data/compaction.py): sent when a publish or removal makes
+# it due, and by a compaction that ran short of time.
+COMPACT_MESSAGE = "vectors.compact"
 # The upload sweep (every resources.UPLOAD_SWEEP_MINUTES) fails a document whose upload URL expired this long
 # ago (an upload started just before expiry may still be on its way) and whose file never came. Up to
 # SWEEP_BATCH documents a run; the next run takes the rest.
@@ -89,6 +93,10 @@ class Continuation:
     @classmethod
     def from_message(cls, body: dict[str, Any]) -> Continuation:
         return cls(tenant_id=body["tenant_id"], document_id=body["document_id"], generation=body["generation"])
+
+
+def compaction_message(tenant_id: str) -> dict[str, Any]:
+    return {"docuchat": COMPACT_MESSAGE, "tenant_id": tenant_id}
 
 
 TimeLeft = Callable[[], float]  # seconds this invocation has left
@@ -249,6 +257,8 @@ class IngestionService:
         except NotFound:
             return self._abandon(document)
         count(DOCUMENTS_INGESTED, 1)
+        if self._vectors.compaction_due(document.tenant_id):
+            self._continuations.send(compaction_message(document.tenant_id))
         logger.info(
             "document ready",
             extra={"tenant_id": document.tenant_id, "document_id": document.document_id, "chunks": len(chunks)},
@@ -307,6 +317,13 @@ class IngestionService:
             # The upload's own generation, or none if it never got as far as claiming the document.
             claimed = document.generation == upload.generation
             self._fail(document.model_copy(update={"generation": upload.generation if claimed else None}), reason)
+
+    def compact(self, tenant_id: str, time_left: TimeLeft) -> CompactionResult:
+        """Merge the tenant's vector segments into packs; when it ran short of time, another message follows."""
+        result = self._vectors.compact(tenant_id, self._clock(), time_left)
+        if result.more:
+            self._continuations.send(compaction_message(tenant_id))
+        return result
 
     def sweep_uploads(self) -> dict[str, int]:
         """Documents whose upload URL expired without their file: failed with NEVER_ARRIVED.

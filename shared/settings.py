@@ -124,8 +124,12 @@ class Settings(BaseSettings):
     retrieval_min_keyword_coverage: float = Field(
         0.5, ge=0, le=1, validation_alias=_env("DOCUCHAT_RETRIEVAL_MIN_KEYWORD_COVERAGE")
     )
-    # Rows of warm per-tenant indexes one chat process keeps (~1.8 KB a row at 1,536 dimensions).
+    # Rows of warm per-tenant indexes one chat process keeps (~1.9 KB a row at 1,536 dimensions, plus ~8 bytes a
+    # distinct term a chunk). A tenant with more is refused (503 index_too_large) rather than let run the function
+    # out of memory; stacks/stage_config.py sets it from the chat functions' memory (docs/decisions/0011).
     index_cache_rows: int = Field(150_000, ge=1_000, validation_alias=_env("DOCUCHAT_INDEX_CACHE_ROWS"))
+    # Manifest updates compaction makes at once (moto's DynamoDB is not thread-safe: the tests set 1).
+    vector_write_concurrency: int = Field(8, ge=1, le=64, validation_alias=_env("DOCUCHAT_VECTOR_WRITE_CONCURRENCY"))
     # Ingestion hands the rest of a document to a new message when less than this much time is left.
     ingestion_time_margin_seconds: int = Field(
         60, ge=5, le=600, validation_alias=_env("DOCUCHAT_INGESTION_TIME_MARGIN_SECONDS")

@@ -21,10 +21,16 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from shared.terms import terms
+
+if TYPE_CHECKING:
+    from shared.packs import PackView
+
+Buffer = bytes | bytearray | memoryview  # what a stored file is read from (bytes, or a buffer filled in place)
 
 SEGMENT_FORMAT = 2
 # Candidates the sign-bit pass keeps for exact int8 scoring, per result asked for (and at least the floor).
@@ -135,43 +141,21 @@ class Segment:
 
         Raw rather than .npz so that reading is zero-copy (np.frombuffer) and takes milliseconds.
         """
-        layout, offset = [], 0
-        for name in _ARRAYS:
-            array = np.ascontiguousarray(getattr(self, name))
-            layout.append({"name": name, "dtype": array.dtype.str, "shape": list(array.shape), "offset": offset})
-            offset += -(-array.nbytes // 8) * 8
         header = {
             "format": SEGMENT_FORMAT,
             "tenant_id": self.tenant_id,
             "document_id": self.document_id,
             "generation": self.generation,
             "model": self.model,
-            "arrays": layout,
         }
-        head = json.dumps(header).encode("utf-8")
-        head += b" " * (-(len(_MAGIC) + 4 + len(head)) % 8)  # the arrays start 8-byte aligned
-        parts = [_MAGIC, len(head).to_bytes(4, "little"), head]
-        for name in _ARRAYS:
-            raw = np.ascontiguousarray(getattr(self, name)).tobytes()
-            parts.append(raw + b"\0" * (-len(raw) % 8))
-        return b"".join(parts)
+        return encode_arrays(_MAGIC, header, [(name, getattr(self, name)) for name in _ARRAYS])
 
     @classmethod
     def from_bytes(cls, body: bytes) -> Segment:
         """A segment whose arrays are views of `body` (read-only, no copy)."""
-        if not body.startswith(_MAGIC):
-            raise ValueError("not a DocuChat vector segment")
-        size = int.from_bytes(body[len(_MAGIC) : len(_MAGIC) + 4], "little")
-        start = len(_MAGIC) + 4 + size
-        header = json.loads(body[len(_MAGIC) + 4 : start])
+        header, arrays = decode_arrays(_MAGIC, body, "vector segment")
         if header.get("format") != SEGMENT_FORMAT:
             raise ValueError(f"unknown segment format {header.get('format')!r}")
-        arrays = {}
-        for item in header["arrays"]:
-            dtype = np.dtype(item["dtype"])
-            count = int(np.prod(item["shape"], dtype=np.int64))
-            array = np.frombuffer(body, dtype=dtype, count=count, offset=start + item["offset"])
-            arrays[item["name"]] = array.reshape(item["shape"])
         return cls(
             tenant_id=header["tenant_id"],
             document_id=header["document_id"],
@@ -179,6 +163,39 @@ class Segment:
             model=header["model"],
             **{name: arrays[name] for name in _ARRAYS},
         )
+
+
+def encode_arrays(magic: bytes, header: dict[str, Any], arrays: Sequence[tuple[str, np.ndarray]]) -> bytes:
+    """`magic`, a JSON header (with the arrays' layout added), then each array's raw bytes, 8-byte aligned."""
+    layout, offset = [], 0
+    for name, array in arrays:
+        array = np.ascontiguousarray(array)
+        layout.append({"name": name, "dtype": array.dtype.str, "shape": list(array.shape), "offset": offset})
+        offset += -(-array.nbytes // 8) * 8
+    head = json.dumps({**header, "arrays": layout}).encode("utf-8")
+    head += b" " * (-(len(magic) + 4 + len(head)) % 8)  # the arrays start 8-byte aligned
+    parts = [magic, len(head).to_bytes(4, "little"), head]
+    for _, array in arrays:
+        raw = np.ascontiguousarray(array).tobytes()
+        parts.append(raw + b"\0" * (-len(raw) % 8))
+    return b"".join(parts)
+
+
+def decode_arrays(magic: bytes, body: Buffer, what: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The header and the arrays of `body` (written by encode_arrays), as read-only views: nothing is copied."""
+    view = memoryview(body)
+    if bytes(view[: len(magic)]) != magic:
+        raise ValueError(f"not a DocuChat {what}")
+    size = int.from_bytes(view[len(magic) : len(magic) + 4], "little")
+    start = len(magic) + 4 + size
+    header = json.loads(bytes(view[len(magic) + 4 : start]))
+    arrays = {}
+    for item in header["arrays"]:
+        dtype = np.dtype(item["dtype"])
+        count = int(np.prod(item["shape"], dtype=np.int64))
+        array = np.frombuffer(body, dtype=dtype, count=count, offset=start + item["offset"])
+        arrays[item["name"]] = array.reshape(item["shape"])
+    return header, arrays
 
 
 _MAGIC = b"DCSEG\n"
@@ -209,10 +226,14 @@ class _Block:
 class TenantIndex:
     """Every ready document of one tenant, searchable by vector and by keyword.
 
-    Holds its rows in a few flat arrays (not the segments it was built from), so memory is the index's
-    own: about 1.7 KB a row at 1,536 dimensions plus ~9 bytes a distinct term a chunk. Segments whose model
-    differs from `model` (embedded before the embedder changed) still answer keyword queries; their vectors
-    are zeros and never match.
+    Two kinds of rows:
+    - the *flat part*: rows held in a few flat arrays of its own (not the segments it was built from): about
+      1.7 KB a row at 1,536 dimensions plus ~9 bytes a distinct term a chunk. Every small tenant's index is only
+      this, and a large one's holds its documents not yet compacted. It is rebuilt (copied) on every update.
+    - *pack views* (shared/packs.py): partitioned packs, kept as views of the files they were read from, shared by
+      every version of the index that holds them; a version only says which of their documents it serves.
+    Segments whose model differs from `model` (embedded before the embedder changed) still answer keyword
+    queries; their vectors are zeros and never match.
     """
 
     _codes: np.ndarray  # int8 (rows, dimensions)
@@ -229,6 +250,8 @@ class TenantIndex:
     _skipped: tuple[str, ...]
     _document_ids: list[str]
     _average_length: float
+    _packs: tuple[PackView, ...] = ()
+    _keyword_rows: int  # rows BM25's statistics count: the flat part's and every held pack row (until compacted)
 
     def __init__(
         self,
@@ -237,6 +260,7 @@ class TenantIndex:
         dimensions: int,
         segments: Iterable[Segment] = (),
         rows: int | None = None,
+        packs: Sequence[PackView] = (),
     ) -> None:
         """With `rows` (the segments' total), `segments` may be a generator: each is copied in and can be
         freed before the next is read, so loading never holds every segment and the index at once."""
@@ -244,15 +268,39 @@ class TenantIndex:
         self.model = model
         self.dimensions = dimensions
         self._fill(None, (), segments, rows)
+        self._set_packs(packs)
 
     @property
     def rows(self) -> int:
+        """Rows a search can find."""
+        return self._flat_rows + sum(view.rows for view in self._packs)
+
+    @property
+    def held_rows(self) -> int:
+        """Rows held in memory (a pack's rows of documents removed since it was written count too)."""
+        return self._flat_rows + sum(view.part.pack.rows for view in self._packs)
+
+    @property
+    def _flat_rows(self) -> int:
         return len(self._chunk_indexes)
 
     @property
     def documents(self) -> dict[str, str]:
         """Document id -> generation of every document held."""
+        held = self.flat_documents
+        for view in self._packs:
+            held.update(view.served)
+        return held
+
+    @property
+    def flat_documents(self) -> dict[str, str]:
+        """Document id -> generation of the documents in the flat part."""
         return {block.document_id: block.generation for block in self._blocks}
+
+    @property
+    def packs(self) -> dict[str, PackView]:
+        """Pack id -> the view of each partitioned pack held."""
+        return {view.part.pack.pack_id: view for view in self._packs}
 
     @property
     def skipped_vectors(self) -> tuple[str, ...]:
@@ -271,15 +319,36 @@ class TenantIndex:
             self._row_block,
         )
         postings = (self._post_hashes, self._post_rows, self._post_freqs)
-        return sum(a.nbytes for a in arrays) + sum(a.nbytes for a in postings)
+        packs = sum(v.part.pack.nbytes + (v.live.nbytes if v.live is not None else 0) for v in self._packs)
+        return sum(a.nbytes for a in arrays) + sum(a.nbytes for a in postings) + packs
 
-    def updated(self, keep: Iterable[str], added: Iterable[Segment], added_rows: int | None = None) -> TenantIndex:
-        """A new index with the rows of the documents in `keep` (copied from this one) and `added` (streamed
-        when `added_rows` gives their total)."""
+    def updated(
+        self,
+        keep: Iterable[str],
+        added: Iterable[Segment],
+        added_rows: int | None = None,
+        packs: Sequence[PackView] | None = None,
+    ) -> TenantIndex:
+        """A new index with the flat rows of the documents in `keep` (copied from this one) and `added` (streamed
+        when `added_rows` gives their total), and `packs` (None: this index's pack views)."""
         index = TenantIndex.__new__(TenantIndex)
         index.tenant_id, index.model, index.dimensions = self.tenant_id, self.model, self.dimensions
         index._fill(self, set(keep), added, added_rows)
+        index._set_packs(self._packs if packs is None else packs)
         return index
+
+    def _set_packs(self, packs: Sequence[PackView]) -> None:
+        for view in packs:
+            pack = view.part.pack
+            if pack.tenant_id != self.tenant_id:
+                raise ValueError(f"pack of tenant {pack.tenant_id} offered to tenant {self.tenant_id}")
+            if pack.model != self.model or pack.dimensions != self.dimensions:
+                raise ValueError(f"pack {pack.pack_id} holds {pack.model} vectors; the index is of {self.model}")
+        self._packs = tuple(packs)
+        self._keyword_rows = self._flat_rows + sum(view.part.pack.rows for view in self._packs)
+        if self._packs:
+            lengths = float(self._lengths.sum()) + sum(view.part.length_sum for view in self._packs)
+            self._average_length = lengths / self._keyword_rows if self._keyword_rows else 1.0
 
     def _fill(
         self,
@@ -293,7 +362,6 @@ class TenantIndex:
             added_rows = sum(s.rows for s in added)
         kept = [b for b in previous._blocks if b.document_id in keep] if previous else []
         total = sum(b.rows for b in kept) + added_rows
-        words = -(-self.dimensions // 64)
         # Allocated once at full size and filled block by block: the peak stays near the index's own size.
         self._codes = np.zeros((total, self.dimensions), dtype=np.int8)
         self._scales = np.zeros(total, dtype=np.float32)
@@ -344,11 +412,7 @@ class TenantIndex:
         self._document_ids = [b.document_id for b in self._blocks]
         # Sign bits, two ways: all of them row by row (for the candidates' full pass), and the first 256 of
         # every row word by word (so pass 1 is a few array operations over contiguous memory).
-        self._bits = np.zeros((total, words), dtype=np.uint64)
-        for start in range(0, total, 8192):  # packed in slices, so no full-size boolean copy is made
-            stop = min(total, start + 8192)
-            packed = np.packbits(self._codes[start:stop] > 0, axis=1)
-            self._bits[start:stop] = np.pad(packed, ((0, 0), (0, words * 8 - packed.shape[1]))).view(np.uint64)
+        self._bits = sign_bits(self._codes)
         self._prefix = np.ascontiguousarray(self._bits[:, :PREFIX_WORDS].T)
         self._average_length = float(self._lengths.mean()) if total else 1.0
         self._build_postings(previous, old_rows, keywords, first_added_row)
@@ -362,7 +426,7 @@ class TenantIndex:
     ) -> None:
         # Kept rows: their postings filtered out of the previous index (still sorted), renumbered.
         if previous is not None and old_rows:
-            renumber = np.full(previous.rows, -1, dtype=np.int32)
+            renumber = np.full(previous._flat_rows, -1, dtype=np.int32)
             old = np.concatenate(old_rows)
             renumber[old] = np.arange(len(old), dtype=np.int32)
             new_rows = renumber[previous._post_rows]
@@ -397,21 +461,44 @@ class TenantIndex:
         query = np.asarray(query, dtype=np.float32).reshape(-1)
         if query.shape[0] != self.dimensions:
             raise ValueError(f"query has {query.shape[0]} dimensions; the index has {self.dimensions}")
-        candidates = self._candidates(query, max(MIN_CANDIDATES, CANDIDATES_PER_RESULT * k))
+        count = max(MIN_CANDIDATES, CANDIDATES_PER_RESULT * k)
+        rows, scores = self._flat_search(query, count, k)
+        flat = [self._hit(int(row), similarity=float(score)) for row, score in zip(rows, scores, strict=True)]
+        if not self._packs:
+            return flat
+        from shared.packs import search_packs  # shared.packs builds on this module
+
+        packed = search_packs(self._packs, query, self._query_bits(query), k, count)
+        merged = [(hit.similarity, n, hit) for n, hit in enumerate(flat)]
+        merged += [
+            (score, len(flat) + n, view.part.hit(row, similarity=score)) for n, (score, view, row) in enumerate(packed)
+        ]
+        merged.sort(key=lambda item: (-item[0], item[1]))
+        return [hit for _, _, hit in merged[:k]]
+
+    def _flat_search(self, query: np.ndarray, count: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The flat part's k best rows and their similarities, best first."""
+        if self._flat_rows == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        candidates = self._candidates(query, count)
         candidates = candidates[self._scales[candidates] > 0]  # rows of another model's vectors never match
         # einsum rather than @: BLAS threads cost milliseconds to wake for a product this small.
         scores = np.einsum("ij,j->i", self._codes[candidates].astype(np.float32), query) * self._scales[candidates]
         best = np.argsort(-scores, kind="stable")[:k]
-        return [self._hit(int(candidates[i]), similarity=float(scores[i])) for i in best]
+        return candidates[best], scores[best]
+
+    def _query_bits(self, query: np.ndarray) -> np.ndarray:
+        packed = np.packbits(query > 0)
+        words = -(-self.dimensions // 64)
+        return np.pad(packed, (0, words * 8 - len(packed))).view(np.uint64)
 
     def _candidates(self, query: np.ndarray, count: int) -> np.ndarray:
         """About `count` rows whose sign bits are closest (in Hamming distance) to the query's."""
-        if count >= self.rows:
-            return np.arange(self.rows)
-        packed = np.packbits(query > 0)
-        packed = np.pad(packed, (0, self._bits.shape[1] * 8 - len(packed))).view(np.uint64)
+        if count >= self._flat_rows:
+            return np.arange(self._flat_rows)
+        packed = self._query_bits(query)
         rows = None
-        if self._bits.shape[1] > PREFIX_WORDS and self.rows > PREFIX_KEEP * count:
+        if self._bits.shape[1] > PREFIX_WORDS and self._flat_rows > PREFIX_KEEP * count:
             # Pass 1 reads only the first 256 bits of every row and keeps the closest few percent.
             distance = np.bitwise_count(self._prefix[0] ^ packed[0]).astype(np.uint16)
             for word in range(1, PREFIX_WORDS):
@@ -425,37 +512,84 @@ class TenantIndex:
         return rows[best] if rows is not None else best
 
     def keyword_search(self, question: str, k: int) -> list[Hit]:
-        """The k rows with the best BM25 score for the question's terms, best first; none without a match."""
+        """The k rows with the best BM25 score for the question's terms, best first; none without a match.
+
+        The statistics (rows, document frequencies, average length) count the packs' rows of documents removed
+        since the pack was written, until it is compacted again; those rows are never returned."""
         query_terms = set(terms(question))
         if self.rows == 0 or not query_terms or k <= 0:
             return []
-        scores = np.zeros(self.rows, dtype=np.float64)
-        covered = np.zeros(self.rows, dtype=np.float64)
+        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = [
+            (self._post_hashes, self._post_rows, self._post_freqs, self._lengths)
+        ]
+        parts += [
+            (v.part.pack.post_hashes, v.part.pack.post_rows, v.part.pack.post_freqs, v.part.pack.lengths)
+            for v in self._packs
+        ]
+        scores, covered, total_weight = self._bm25(parts, query_terms)
+        matched = []  # per part: the rows that matched, in row order
+        for n, part_scores in enumerate(scores):
+            live = self._packs[n - 1].live if n else None
+            if live is not None:
+                part_scores[~live] = 0  # rows of documents this version does not serve
+            matched.append(np.flatnonzero(part_scores))
+        all_scores = np.concatenate([part_scores[rows] for part_scores, rows in zip(scores, matched, strict=True)])
+        if not len(all_scores):
+            return []
+        owners = np.repeat(np.arange(len(parts)), [len(rows) for rows in matched])
+        all_rows = np.concatenate(matched)
+        # Stable: among equal scores the flat part comes first, then each pack, each in row order.
+        best = np.argsort(-all_scores, kind="stable")[:k]
+        hits = []
+        for n, row in zip(owners[best].tolist(), all_rows[best].tolist(), strict=True):
+            score, coverage = float(scores[n][row]), float(covered[n][row] / total_weight)
+            if n == 0:
+                hits.append(self._hit(row, keyword_score=score, keyword_coverage=coverage))
+            else:
+                hits.append(self._packs[n - 1].part.hit(row, keyword_score=score, coverage=coverage))
+        return hits
+
+    def _bm25(
+        self, parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]], query_terms: set[str]
+    ) -> tuple[list[np.ndarray], list[np.ndarray], float]:
+        """Each part's rows' BM25 scores and idf weight covered, and the question's total idf weight."""
+        scores = [np.zeros(len(lengths), dtype=np.float64) for _, _, _, lengths in parts]
+        covered = [np.zeros(len(lengths), dtype=np.float64) for _, _, _, lengths in parts]
         total_weight = 0.0
         for term in query_terms:
             wanted = np.uint32(term_hash(term))
-            low = int(np.searchsorted(self._post_hashes, wanted, side="left"))
-            high = int(np.searchsorted(self._post_hashes, wanted, side="right"))
-            frequency = high - low
-            idf = math.log(1 + (self.rows - frequency + 0.5) / (frequency + 0.5))
+            spans = [
+                (int(np.searchsorted(h, wanted, side="left")), int(np.searchsorted(h, wanted, side="right")))
+                for h, _, _, _ in parts
+            ]
+            frequency = sum(high - low for low, high in spans)
+            idf = math.log(1 + (self._keyword_rows - frequency + 0.5) / (frequency + 0.5))
             if not frequency:
                 # A word no document uses is as often the question's phrasing as a missing topic: half weight.
                 total_weight += idf / 2
                 continue
             total_weight += idf
-            rows = self._post_rows[low:high]
-            tf = self._post_freqs[low:high].astype(np.float64)
-            norm = BM25_K1 * (1 - BM25_B + BM25_B * self._lengths[rows] / self._average_length)
-            scores[rows] += idf * tf * (BM25_K1 + 1) / (tf + norm)
-            covered[rows] += idf
-        matched = np.flatnonzero(scores)
-        if not len(matched):
-            return []
-        best = matched[np.argsort(-scores[matched], kind="stable")[:k]]
-        return [
-            self._hit(int(row), keyword_score=float(scores[row]), keyword_coverage=float(covered[row] / total_weight))
-            for row in best
-        ]
+            for n, ((_, post_rows, post_freqs, lengths), (low, high)) in enumerate(zip(parts, spans, strict=True)):
+                if low == high:
+                    continue
+                rows = post_rows[low:high]
+                tf = post_freqs[low:high].astype(np.float64)
+                norm = BM25_K1 * (1 - BM25_B + BM25_B * lengths[rows] / self._average_length)
+                scores[n][rows] += idf * tf * (BM25_K1 + 1) / (tf + norm)
+                covered[n][rows] += idf
+        return scores, covered, total_weight
+
+
+def sign_bits(codes: np.ndarray) -> np.ndarray:
+    """Each row's sign bits (1 where the component is positive), packed into uint64 words, row by row."""
+    total, dimensions = codes.shape
+    words = -(-dimensions // 64)
+    bits = np.zeros((total, words), dtype=np.uint64)
+    for start in range(0, total, 8192):  # packed in slices, so no full-size boolean copy is made
+        stop = min(total, start + 8192)
+        packed = np.packbits(codes[start:stop] > 0, axis=1)
+        bits[start:stop] = np.pad(packed, ((0, 0), (0, words * 8 - packed.shape[1]))).view(np.uint64)
+    return bits
 
 
 def _smallest(values: np.ndarray, count: int) -> np.ndarray:

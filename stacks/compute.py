@@ -19,7 +19,7 @@ from stacks.function_bundle import function_code_dir
 from stacks.lambda_defaults import PythonFunctionFactory, dependency_layer
 from stacks.messaging import Queues, Topics
 from stacks.secrets import SECRETS_BY_FUNCTION, Secrets
-from stacks.stage_config import StageConfig
+from stacks.stage_config import INDEX_FUNCTIONS, StageConfig, index_cache_rows
 
 # The function behind the HTTP API: the one whose cold starts users feel, so the one SnapStart is for.
 API_FUNCTION = "chat"
@@ -90,6 +90,9 @@ class Functions(Construct):
             environment[topic_by_id(topic_id).env_var] = self._topics.by_id[topic_id].topic_arn
         if spec.exec_wrapper:
             environment["AWS_LAMBDA_EXEC_WRAPPER"] = f"{TASK_ROOT}/{spec.exec_wrapper}"
+        if spec.id in INDEX_FUNCTIONS:  # the vector indexes it may hold, from its memory
+            rows = index_cache_rows(self._stage.functions[spec.id].memory_mb)
+            environment["DOCUCHAT_INDEX_CACHE_ROWS"] = str(rows)
         # Names of the functions it invokes are set by _grant, once every function exists.
         return environment
 

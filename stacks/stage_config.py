@@ -24,13 +24,35 @@ class FunctionSizing(BaseModel):
     timeout_seconds: int = Field(ge=1, le=900)
 
 
+# The functions that answer questions hold tenants' vector indexes in memory (shared/data/vectors.py). Their memory
+# is sized for a tenant of 1M chunks at 1,536 dimensions (docs/decisions/0011-a-million-chunks.md), and tells
+# them how many rows of indexes they may hold (DOCUCHAT_INDEX_CACHE_ROWS, `index_cache_rows`): a larger tenant is
+# refused with a 503 rather than let run the function out of memory.
+INDEX_FUNCTIONS = ("chat", "stream")
+# What a function needs besides its indexes: Python, the app and its clients (~150 MB at rest), a request's work,
+# a refresh's new flat part.
+INDEX_RESERVE_MB = 512
+# One row at 1,536 dimensions: int8 vector 1,536 B, sign bits 192 B, scale, length, chunk and document numbers
+# 16 B, and keyword postings at 8 B a distinct term (~100 in a real 220-token chunk). bench/retrieval.py measures
+# 1,840 B a row with its 12-word synthetic chunks (index_mb at 1M); 2,560 leaves room for real text.
+INDEX_BYTES_PER_ROW = 2_560
+# 512 MB + 1M rows x 2,560 B = 2,953 MB: 3,072 MB holds 1,048,576 rows, and gives the function ~1.7 vCPUs.
+INDEX_FUNCTION_MEMORY_MB = 3_072
+
+
+def index_cache_rows(memory_mb: int) -> int:
+    """Rows of vector indexes a function of `memory_mb` may hold."""
+    return max(1_000, (memory_mb - INDEX_RESERVE_MB) * 2**20 // INDEX_BYTES_PER_ROW)
+
+
 DEFAULT_SIZING = {
-    "chat": FunctionSizing(memory_mb=1024, timeout_seconds=29),
+    "chat": FunctionSizing(memory_mb=INDEX_FUNCTION_MEMORY_MB, timeout_seconds=29),
     # A streamed answer may take longer than API Gateway's 29 s; a Function URL streams for up to 15 minutes.
-    "stream": FunctionSizing(memory_mb=1024, timeout_seconds=120),
+    "stream": FunctionSizing(memory_mb=INDEX_FUNCTION_MEMORY_MB, timeout_seconds=120),
     # A batch of five deliveries, each allowed 10 s.
     "webhooks": FunctionSizing(memory_mb=256, timeout_seconds=90),
-    # 2 GB buys the CPU the local embedder and PDF parsing want; large documents continue in a new message.
+    # 2 GB buys the CPU the local embedder and PDF parsing want; large documents continue in a new message. It also
+    # compacts tenants' vectors: one pack (~110 MB) and its sources at a time, and a codebook's training sample.
     "ingestion": FunctionSizing(memory_mb=2048, timeout_seconds=300),
     "metering": FunctionSizing(memory_mb=512, timeout_seconds=30),
     "billing": FunctionSizing(memory_mb=512, timeout_seconds=300),

@@ -24,7 +24,8 @@ _CLIENT_CONFIG = Config(
 # Presigned uploads signed with SigV4, as every region takes them (botocore may pick the old SigV2 for us-east-1
 # and custom endpoints), on the bucket's regional host: the global one can answer a new bucket with a redirect,
 # which a browser's upload does not survive. (An endpoint that is an IP address, as locally, stays path-style.)
-_S3_CONFIG = Config(signature_version="s3v4", s3={"addressing_style": "virtual"})
+# Up to 16 connections: the vector store reads a pack in byte ranges, 16 at once (shared/data/vectors.py).
+_S3_CONFIG = Config(signature_version="s3v4", s3={"addressing_style": "virtual"}, max_pool_connections=16)
 # DynamoDB answers in milliseconds: a call that takes seconds is a dependency in trouble, and the caller is
 # better served by a 503 soon than by a request that hangs for the function's whole timeout.
 _DYNAMODB_CONFIG = Config(

@@ -7,6 +7,7 @@ import pytest
 from shared.resources import DOCUMENTS_BUCKET, FUNCTIONS, FunctionSpec, queue_by_id, table_by_id, topic_by_id
 from stacks.compute import invoke_env_var
 from stacks.docuchat import PUBLIC_BASE_URL_ENV
+from stacks.stage_config import INDEX_BYTES_PER_ROW, INDEX_FUNCTIONS, INDEX_RESERVE_MB, index_cache_rows
 from tests.infrastructure.synthesized import SynthesizedStage, actions_of, props
 
 FUNCTION_IDS = sorted(FUNCTIONS)
@@ -92,6 +93,7 @@ def _expected_environment(spec: FunctionSpec, synthesized: SynthesizedStage) -> 
     names |= {PUBLIC_BASE_URL_ENV} if spec.id == "billing" else set()
     names |= {"AWS_LAMBDA_EXEC_WRAPPER"} if spec.exec_wrapper else set()
     names |= {topic_by_id(topic).env_var for topic in spec.publishes}
+    names |= {"DOCUCHAT_INDEX_CACHE_ROWS"} if spec.id in INDEX_FUNCTIONS else set()
     return names
 
 
@@ -212,3 +214,16 @@ def test_chat_may_publish_escalations_to_their_topic_and_nothing_else_may(
         role_id = synthesized.target(props(synthesized.function(other)[1])["Role"])
         published = synthesized.grants_of_role(role_id).get("sns:Publish", set())
         assert (topic_id in published) == (other in ("chat", "stream")), other
+
+
+@pytest.mark.parametrize("function_id", ["chat", "stream"])
+def test_the_functions_that_answer_hold_a_million_chunk_tenant_and_know_their_index_limit(
+    synthesized: SynthesizedStage, function_id: str
+) -> None:
+    # The chat functions' memory is sized for a tenant of 1M chunks (docs/decisions/0011), and tells them how
+    # many rows of vector indexes they may hold; a larger tenant is refused rather than run them out of memory.
+    _, function = synthesized.function(function_id)
+    properties = props(function)
+    rows = int(properties["Environment"]["Variables"]["DOCUCHAT_INDEX_CACHE_ROWS"])
+    assert rows == index_cache_rows(properties["MemorySize"]) and rows >= 1_000_000
+    assert (properties["MemorySize"] - INDEX_RESERVE_MB) * 2**20 >= rows * INDEX_BYTES_PER_ROW

@@ -40,6 +40,7 @@ def _set_environment(
         values["DOCUCHAT_DYNAMODB_ENDPOINT_URL"] = dynamodb_endpoint_url
     else:
         values["DOCUCHAT_METERING_CONCURRENCY"] = "1"  # moto's transactions are not thread-safe
+        values["DOCUCHAT_VECTOR_WRITE_CONCURRENCY"] = "1"  # nor its updates
     for name, value in values.items():
         monkeypatch.setenv(name, value)
     return values

@@ -69,10 +69,67 @@ def test_a_tiny_run_without_chroma_writes_the_report_and_finds_the_exact_neighbo
     # And Chroma is said to be skipped, and why
     assert "not installed" in result["chroma"]["skipped"] and "not installed" in report["chroma"]["skipped"]
     assert result["speedup_vs_chroma"] is None
-    assert set(result["goals_met"]) == {"p50_ms", "recall_at_10", "memory_mb", "faster_than_chroma"}
-    assert result["goals_met"]["faster_than_chroma"] is None
+    assert set(result["goals_met"]) == {
+        "p50_ms",
+        "recall_at_10",
+        "memory_mb",
+        "faster_than_chroma",
+        "twice_chroma_speed",
+    }
+    assert result["goals_met"]["faster_than_chroma"] is None and ours["layout"] == "segments"
+    assert report["1m"]["goals_met"] is None and report["1m"]["goals"]["p50_ms"] == 25.0
     assert any("chroma SKIPPED" in line for line in progress)
     assert any("ours: 20 queries" in line for line in progress)  # the measuring process's lines come through
+
+
+def test_a_size_past_the_partitioning_threshold_is_measured_compacted_and_flat(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a threshold made small (50,000 rows in production), and no ChromaDB
+    monkeypatch.setattr(retrieval, "chroma_version", lambda: None)
+    monkeypatch.setattr(retrieval, "PARTITION_MIN_ROWS", 1_000)
+
+    # When the benchmark runs a size past it
+    report = run_benchmark(
+        sizes=[SIZE],
+        dimensions=DIMENSIONS,
+        queries=QUERIES,
+        warmup=5,
+        processes=1,
+        cold_runs=1,
+        out=tmp_path / "r.json",
+        progress=lambda _: None,
+    )
+
+    # Then ours is the compacted index of partitioned packs, the flat one is there to compare, both find the answers
+    result = report["results"][str(SIZE)]
+    assert result["ours"]["layout"] == "packs" and result["compaction"]["packs"] == 1
+    assert result["ours"]["rows"] == SIZE and result["ours"]["recall_at_10"] > 0.9
+    assert result["ours_flat"]["recall_at_10"] > 0.9
+
+
+@pytest.mark.dynamodb_local
+def test_a_large_size_is_published_compacted_and_loaded_cold_from_emulated_s3(tmp_path: Path) -> None:
+    # Given sizes from 2,000 chunks on treated as large (500,000 in production): emulated S3 and DynamoDB Local
+    report = run_benchmark(
+        sizes=[3_000],
+        dimensions=64,
+        queries=QUERIES,
+        warmup=5,
+        processes=1,
+        cold_runs=1,
+        chroma=False,
+        out=tmp_path / "r.json",
+        progress=lambda _: None,
+        large_from=2_000,
+    )
+    result = report["results"]["3000"]
+    ours = result["ours"]
+    # Then it was compacted into a pack by the store, loaded cold from S3, and found the exact neighbours
+    assert result["compaction"]["packs"] == 1 and result["compaction"]["loose_documents_left"] == 0
+    assert ours["rows"] == 3_000 and ours["recall_at_10"] > 0.9
+    assert ours["cold_load_s3_ms"] > 0 and ours["cold_load_ms"] > 0 and ours["s3_transfer"]["bytes"] > 0
+    assert set(result["goals_met"]) == {"p50_ms", "recall_at_10", "memory_mb", "cold_load_s3_ms"}
 
 
 def test_the_data_are_unit_vectors_and_the_queries_are_fresh_draws() -> None:

@@ -40,7 +40,7 @@ def test_a_pdf_citation_names_the_page_its_passage_starts_on(harness: Harness) -
     _, key = harness.new_tenant()
     pages = [f"Page {n} is about topic number {n}. " * 30 for n in range(1, 6)]
     pages[3] = "The pump's maintenance interval is 400 operating hours. " * 6
-    document = upload(harness, key, "Pump manual", pdf(*pages), "application/pdf")
+    upload(harness, key, "Pump manual", pdf(*pages), "application/pdf")
     answer = harness.call("POST", "/v1/chat", {"message": "What is the pump's maintenance interval?"}, key=key).json
     assert answer["citations"][0]["page"] == 4, answer["citations"]
     text = upload(harness, key, "Notes", b"The pump is blue.\fIt hums.", "text/plain")  # a form feed is no page
