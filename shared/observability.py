@@ -103,6 +103,7 @@ DOCUMENTS_FAILED = "DocumentsFailed"
 EMBEDDING_TOKENS = "EmbeddingTokens"
 EMBEDDING_FAILURES = "EmbeddingFailures"
 RETRIEVAL_NOTHING_RELEVANT = "RetrievalNothingRelevant"
+RETRIEVAL_MODEL_SAID_UNANSWERED = "RetrievalModelSaidUnanswered"  # passages found, none answered (the model's verdict)
 INVOICES_CREATED = "InvoicesCreated"
 BILLING_RUN_FAILED = "BillingRunFailed"
 PAYMENTS_REJECTED = "PaymentsRejected"

@@ -8,7 +8,8 @@ saved (or `StreamError` when the model broke off mid-answer). The buffered reply
 
 Routes (`route` in the reply):
 - `rag`: answered from the tenant's passages; `direct`: documents not consulted;
-- `not_found`: no passage was relevant, so it says it does not know rather than let a model guess;
+- `not_found`: no passage was relevant, or the model found no answer in them (shared/chat/verdict.py), so it
+  says it does not know rather than let a model guess;
 - `degraded`: every model of the chain failed, so the extractive responder quoted the passages instead;
 - `escalated`: the question went to a person (asked for one, angry, or "I don't know" again and again): a
   ticket was opened, and the reply says someone will follow up.
@@ -39,6 +40,7 @@ from shared.chat.responders import (
 )
 from shared.chat.router import AllModelsFailed, ModelRouter
 from shared.chat.usage import answer_events
+from shared.chat.verdict import VerdictGate, says_not_in_documents
 from shared.data.conversations import ConversationRepository
 from shared.errors import InvalidInput, NotFound, PayloadTooLarge
 from shared.escalation.router import Decision, Route, decide
@@ -46,7 +48,14 @@ from shared.escalation.tickets import ESCALATION_ANSWER, TicketService
 from shared.ids import derived_id, new_id
 from shared.metering import UsageSink
 from shared.models import Citation, Conversation, Message, Principal, Record
-from shared.observability import CHAT_REQUESTS, LLM_DEGRADED, RETRIEVAL_NOTHING_RELEVANT, count, logger
+from shared.observability import (
+    CHAT_REQUESTS,
+    LLM_DEGRADED,
+    RETRIEVAL_MODEL_SAID_UNANSWERED,
+    RETRIEVAL_NOTHING_RELEVANT,
+    count,
+    logger,
+)
 from shared.retrieval import HybridRetriever, Retrieval
 from shared.settings import Settings
 
@@ -231,9 +240,9 @@ class ChatService:
                 self._budgets.settle(turn.reservation, turn.metered_tokens)
 
     def _answer_events(self, turn: _Turn, streamed: bool) -> Iterator[ChatEvent]:
-        yield CitationsReady(turn.citations)
         without_model = self._without_model(turn)
         if without_model is not None:
+            yield CitationsReady(turn.citations)
             yield from without_model
             return
         passages, chain = turn.retrieval.passages, self._settings.llm_chain
@@ -241,9 +250,7 @@ class ChatService:
         key = cache_key(turn.principal.tenant_id, chain, turn.question, passages, turn.history)
         cached = self._cache.get(turn.principal.tenant_id, key)
         if cached is not None:
-            yield from self._ready_made(
-                turn, cached.text, cached.model, cached.input_tokens, cached.output_tokens, route, cached=True
-            )
+            yield from self._cached(turn, cached, route)
             return
         assert self._router is not None
         request = ModelRequest(
@@ -257,10 +264,15 @@ class ChatService:
             else:
                 model, completion = self._router.complete(chain, request)
         except (AllModelsFailed, LLMError) as error:
+            yield CitationsReady(turn.citations)
             yield from self._degraded(turn, error)
             return
+        # With passages, the model may give its verdict that they do not answer: its start is held back until it
+        # cannot be that, and the citations go out just before the first text (shared/chat/verdict.py).
+        gate = VerdictGate(enabled=bool(passages))
         if not streamed:
             text, input_tokens, output_tokens = _completion_answer(completion, request)
+            gate.feed(text)
         else:
             pieces: list[str] = []
             usage: dict[str, int] | None = None
@@ -269,15 +281,44 @@ class ChatService:
                     usage = chunk.get("usage") or usage
                     for text_piece in _deltas(chunk):
                         pieces.append(text_piece)
-                        yield TextDelta(text_piece)
+                        yield from self._shown(turn, gate, gate.feed(text_piece))
             except LLMError as error:
+                yield from self._shown(turn, gate, "", force=True)
                 yield from self._broke_off(turn, model, request, "".join(pieces), error)
                 return
             text = "".join(pieces).strip()
             input_tokens, output_tokens = usage_or_estimate(usage, request, text)
-        result = self._finish(turn, text, model, input_tokens, output_tokens, route)
         self._cache.put(turn.principal.tenant_id, key, CachedAnswer(text, model, input_tokens, output_tokens))
-        yield Finished(result)
+        if gate.verdict:
+            yield from self._not_in_documents(turn, model, input_tokens, output_tokens)
+            return
+        rest = gate.finish()
+        yield from self._shown(turn, gate, rest if streamed else "", force=True)
+        yield Finished(self._finish(turn, text, model, input_tokens, output_tokens, route))
+
+    def _cached(self, turn: _Turn, cached: CachedAnswer, route: str) -> Iterator[ChatEvent]:
+        tokens = cached.model, cached.input_tokens, cached.output_tokens
+        if turn.retrieval.passages and says_not_in_documents(cached.text):
+            yield from self._not_in_documents(turn, *tokens, cached=True)
+            return
+        yield CitationsReady(turn.citations)
+        yield from self._ready_made(turn, cached.text, *tokens, route, cached=True)
+
+    def _shown(self, turn: _Turn, gate: VerdictGate, text: str, force: bool = False) -> Iterator[ChatEvent]:
+        """Text the gate let through, after the citations if none went out yet (`force`: the citations anyway)."""
+        if (text or force) and gate.cite():
+            yield CitationsReady(turn.citations)
+        if text:
+            yield TextDelta(text)
+
+    def _not_in_documents(
+        self, turn: _Turn, model: str, input_tokens: int, output_tokens: int, cached: bool = False
+    ) -> Iterator[ChatEvent]:
+        """The model read the passages and found no answer in them: "I don't know", citing nothing."""
+        count(RETRIEVAL_MODEL_SAID_UNANSWERED, 1)
+        turn.citations = ()
+        yield CitationsReady(())
+        yield from self._ready_made(turn, NOT_FOUND_ANSWER, model, input_tokens, output_tokens, "not_found", cached)
 
     def _without_model(self, turn: _Turn) -> Iterator[ChatEvent] | None:
         """The answers no model writes (to a person, small talk offline, "I don't know", no key), or None."""

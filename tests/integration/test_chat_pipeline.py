@@ -10,6 +10,8 @@ import pytest
 
 from local.fake_openai import FakeOpenAI
 from shared.chat.prompts import SYSTEM_PROMPT
+from shared.chat.responders import NOT_FOUND_ANSWER
+from shared.chat.verdict import NOT_IN_DOCUMENTS
 from shared.container import Container, load_settings
 from shared.metering import billing_day
 from tests.conftest import FrozenClock
@@ -259,3 +261,46 @@ def test_offline_a_hostile_document_is_quoted_not_obeyed(harness: Harness) -> No
     reply = harness.call("POST", "/v1/chat", {"message": "What are the opening hours?"}, key=key).json
     assert "9 to 17" in reply["answer"] and "4471" not in reply["answer"]
     assert all(c["title"] == "Hours" for c in reply["citations"])
+
+
+# --- the model's verdict that the passages do not answer ---------------------------------------------------------
+
+
+def test_a_model_that_finds_no_answer_in_the_passages_gives_i_dont_know_citing_nothing_and_is_metered(
+    llm: Harness, upstream: FakeOpenAI
+) -> None:
+    # Given passages that are found, and a model that reads them and finds no answer
+    key = with_document(llm)
+    upstream.responder = lambda messages: f"`{NOT_IN_DOCUMENTS}`"
+    # When the question is asked, buffered and streamed
+    buffered = llm.call("POST", "/v1/chat", {"message": "Is the support line open on holidays?"}, key=key)
+    streamed = events_of(
+        llm.call("POST", "/v1/chat", {"message": "Does support open on Sundays?", "stream": True}, key=key)
+    )
+    # Then both say "I don't know" and cite nothing; the verdict itself is never shown
+    assert buffered.status == 200, buffered
+    assert buffered.json["route"] == "not_found" and buffered.json["citations"] == []
+    assert buffered.json["answer"] == NOT_FOUND_ANSWER
+    sent = [(name, data) for name, data in streamed if name != "comment"]
+    assert sent[0] == ("citations", {"citations": []})
+    text = "".join(data["text"] for name, data in sent if name == "delta")
+    assert NOT_IN_DOCUMENTS not in text and text.strip() == NOT_FOUND_ANSWER
+    assert sent[-1][0] == "done" and sent[-1][1]["route"] == "not_found"
+    # And the model's work was metered: it read the passages
+    assert buffered.json["usage"]["total_tokens"] > 0
+    llm.drain("usage")
+    days = llm.call("GET", "/v1/usage", key=key).json["days"]
+    assert {d["model"]: d["total_tokens"] for d in days}.get("gpt-4o-mini", 0) > 0
+
+
+def test_an_answer_that_starts_like_the_verdict_is_streamed_whole_after_its_citations(
+    llm: Harness, upstream: FakeOpenAI
+) -> None:
+    key = with_document(llm)
+    upstream.responder = lambda messages: "NOTE: the support line is open from 9 to 17 [1]."
+    events = events_of(llm.call("POST", "/v1/chat", {"message": "When is support open?", "stream": True}, key=key))
+    sent = [(name, data) for name, data in events if name != "comment"]
+    assert sent[0][0] == "citations" and sent[0][1]["citations"][0]["title"] == "Support"
+    text = "".join(data["text"] for name, data in sent if name == "delta")
+    assert text == "NOTE: the support line is open from 9 to 17 [1]."
+    assert sent[-1][1]["route"] == "rag"
