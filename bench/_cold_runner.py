@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import importlib
 import json
-import resource
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 RESULT_MARKER = "COLD_START_RESULT "
@@ -38,8 +38,18 @@ def run(module_name: str, event: dict[str, Any]) -> dict[str, Any]:
         "answered_at_ns": answered_at_ns,
         "status": response.get("statusCode"),
         "body": str(response.get("body") or "")[:BODY_CHARS],
-        "self_peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "peak_rss_kb": peak_rss_kb(),
     }
+
+
+def peak_rss_kb() -> int:
+    """This process's own peak resident memory (VmHWM). Not getrusage's ru_maxrss, and not the parent's wait4:
+    on Linux those carry the high-water mark of the process that forked it across fork and exec, so every child
+    of a large benchmark process reported the benchmark's size."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
 
 
 def main(argv: list[str]) -> int:

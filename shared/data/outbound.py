@@ -20,11 +20,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
-
 MAX_RESPONSE_BYTES = 1_000_000
 # Also refused by name, whatever they resolve to.
 METADATA_HOSTS = frozenset({"metadata.google.internal", "instance-data", "instance-data.ec2.internal"})
+
+
+class OutboundFailed(Exception):
+    """The call went out but failed: no connection, a timeout, a broken answer, or (for get_json) a non-2xx."""
 
 
 class UnsafeUrl(ValueError):
@@ -103,22 +105,22 @@ class OutboundHttp:
         self._timeout = timeout_seconds
 
     def get_json(self, url: str) -> Any:
-        """The JSON at `url`; raises UnsafeUrl, httpx.HTTPError or ValueError (too big, not JSON)."""
+        """The JSON at `url`; raises UnsafeUrl, OutboundFailed or ValueError (too big, not JSON)."""
         status, content = self._call("GET", url, None, {"Accept": "application/json"})
         if not 200 <= status < 300:
-            raise httpx.HTTPStatusError(
-                f"{url} answered {status}", request=httpx.Request("GET", url), response=httpx.Response(status)
-            )
+            raise OutboundFailed(f"{url} answered {status}")
         return json.loads(content)
 
     def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
-        """POST `body`; the status code (any), or UnsafeUrl / httpx.HTTPError. The answer's body is not read."""
+        """POST `body`; the status code (any), or UnsafeUrl / OutboundFailed. The answer's body is not read."""
         status, _ = self._call("POST", url, body, headers, read_answer=False)
         return status
 
     def _call(
         self, method: str, url: str, body: bytes | None, headers: dict[str, str], read_answer: bool = True
     ) -> tuple[int, bytes]:
+        import httpx  # only calls out pay for importing it: not the chat function's cold start
+
         address = self.policy.check(url)
         parts = urlsplit(url)
         assert parts.hostname is not None
@@ -126,15 +128,18 @@ class OutboundHttp:
         pinned = parts._replace(netloc=f"{host}:{parts.port or _default_port(parts.scheme)}").geturl()
         headers = {**headers, "Host": parts.netloc.rsplit("@", 1)[-1]}
         extensions = {"sni_hostname": parts.hostname} if parts.scheme == "https" else {}
-        with httpx.Client(timeout=self._timeout, follow_redirects=False) as client:
-            request = client.build_request(method, pinned, content=body, headers=headers, extensions=extensions)
-            response = client.send(request, stream=True)
-            try:
-                content = bytearray()
-                for piece in response.iter_bytes() if read_answer else ():
-                    content.extend(piece)
-                    if len(content) > MAX_RESPONSE_BYTES:
-                        raise ValueError(f"the answer is over {MAX_RESPONSE_BYTES} bytes")
-                return response.status_code, bytes(content)
-            finally:
-                response.close()
+        try:
+            with httpx.Client(timeout=self._timeout, follow_redirects=False) as client:
+                request = client.build_request(method, pinned, content=body, headers=headers, extensions=extensions)
+                response = client.send(request, stream=True)
+                try:
+                    content = bytearray()
+                    for piece in response.iter_bytes() if read_answer else ():
+                        content.extend(piece)
+                        if len(content) > MAX_RESPONSE_BYTES:
+                            raise ValueError(f"the answer is over {MAX_RESPONSE_BYTES} bytes")
+                    return response.status_code, bytes(content)
+                finally:
+                    response.close()
+        except httpx.HTTPError as error:
+            raise OutboundFailed(f"{type(error).__name__}: {error}") from error

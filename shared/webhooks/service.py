@@ -23,9 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-import httpx
-
-from shared.data.outbound import OutboundHttp, UnsafeUrl
+from shared.data.outbound import OutboundFailed, OutboundHttp, UnsafeUrl
 from shared.data.webhooks import WebhookQueue, WebhookRepository
 from shared.errors import InvalidInput
 from shared.ids import new_id
@@ -182,9 +180,9 @@ class WebhookDeliverer:
             status_code = self._http.post(config.url, body, headers)
         except UnsafeUrl as error:
             return DeliveryAttempt(at=now, error=f"refused: {error}"), "refused"
-        except httpx.HTTPError as error:
+        except OutboundFailed as error:
             elapsed = int((time.perf_counter() - began) * 1000)
-            return DeliveryAttempt(at=now, error=f"{type(error).__name__}: {error}"[:300], duration_ms=elapsed), "retry"
+            return DeliveryAttempt(at=now, error=str(error)[:300], duration_ms=elapsed), "retry"
         elapsed = int((time.perf_counter() - began) * 1000)
         attempt = DeliveryAttempt(at=now, status_code=status_code, duration_ms=elapsed)
         return attempt, "delivered" if 200 <= status_code < 300 else "retry"
