@@ -361,3 +361,7 @@ class FunctionServices:
         if self._container is None:
             self._container = Container(load_settings())
         return self._container
+
+    def reset(self) -> None:
+        """Forget the container: the next `get` builds a new one (after a SnapStart restore)."""
+        self._container = None
