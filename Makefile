@@ -20,7 +20,7 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help install system-packages dev test test-unit test-integration test-infrastructure test-e2e test-browser screenshots test-lambda-python lint synth layer bench load reconcile clean
+.PHONY: help install system-packages dev test test-unit test-integration test-infrastructure test-e2e test-browser screenshots test-lambda-python lint synth layer bench load reconcile redrive clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-22s %s\n", $$1, $$2}'
@@ -117,6 +117,10 @@ load: install ## bounded load test of the local system (CLIENTS=16 LOAD_SECONDS=
 reconcile: $(VENV)/.installed ## check invoiced tokens == metered events for DATE=YYYY-MM-DD (DOCUCHAT_API_URL, DOCUCHAT_ADMIN_KEY)
 	@test -n "$(DATE)" || { echo "usage: make reconcile DATE=YYYY-MM-DD"; exit 2; }
 	$(PY) -m tools.reconcile $(DATE)
+
+redrive: $(VENV)/.installed ## list STAGE's DLQs; QUEUE=usage|ingestion|webhooks redrives one to its queue (DRY_RUN=1, MAX=n)
+	@if [ -z "$(QUEUE)" ]; then $(PY) -m tools.redrive_dlq list --stage $(STAGE); \
+	else $(PY) -m tools.redrive_dlq redrive --stage $(STAGE) --queue $(QUEUE) $(if $(DRY_RUN),--dry-run) $(if $(MAX),--max $(MAX)); fi
 
 clean: ## remove build output (keeps the virtual environment)
 	rm -rf cdk.out build layers/build .pytest_cache .mypy_cache .ruff_cache
