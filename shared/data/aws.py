@@ -34,6 +34,9 @@ _DYNAMODB_CONFIG = Config(
     read_timeout=5,
     tcp_keepalive=True,
 )
+# The admin API's billing run: once, never retried (a retry while the first still runs would start a second run),
+# and waited for until just before API Gateway's 29 s; a longer run goes on and is seen in billing/runs.
+_BILLING_INVOKE_CONFIG = Config(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=27)
 # The readiness probe asks once, briefly: its answer is "up now or not", never a retried wait.
 _PROBE_CONFIG = Config(retries={"total_max_attempts": 1}, connect_timeout=1, read_timeout=2)
 # Error codes meaning "the service cannot take this now; the same request may succeed later".
@@ -102,7 +105,7 @@ class AwsClients:
 
     @lazy
     def lambda_(self) -> Any:
-        return self._client("lambda")
+        return self._client("lambda", config=_BILLING_INVOKE_CONFIG)
 
 
 def error_code(error: ClientError) -> str:

@@ -6,6 +6,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from botocore.exceptions import ReadTimeoutError
+
+from shared.errors import ServiceUnavailable
 from shared.models import UsageEvent
 
 SQS_BATCH = 10  # the most SendMessageBatch takes
@@ -83,9 +86,14 @@ class LambdaBillingRunner:
         self._function_name = function_name
 
     def run(self, payload: dict[str, Any]) -> dict[str, Any]:
-        response = self._lambda.invoke(
-            FunctionName=self._function_name, InvocationType="RequestResponse", Payload=json.dumps(payload).encode()
-        )
+        try:
+            response = self._lambda.invoke(
+                FunctionName=self._function_name, InvocationType="RequestResponse", Payload=json.dumps(payload).encode()
+            )
+        except ReadTimeoutError as error:
+            raise ServiceUnavailable(
+                "the billing run takes longer than this request may wait; it goes on: see GET /v1/admin/billing/runs"
+            ) from error
         result: dict[str, Any] = json.loads(response["Payload"].read() or b"{}")
         if response.get("FunctionError"):
             raise RuntimeError(f"billing function failed: {result.get('errorMessage', result)}")

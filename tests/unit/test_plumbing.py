@@ -134,3 +134,34 @@ def test_the_dependency_errors_that_mean_try_again_are_told_apart() -> None:
     assert not is_unavailable(client_error("TransactionCanceledException", ["ConditionalCheckFailed"]))
     assert not is_unavailable(client_error("ValidationException"))
     assert not is_unavailable(ValueError("a bug"))
+
+
+def test_a_billing_run_longer_than_the_request_may_wait_is_a_503_and_is_never_invoked_twice() -> None:
+    from botocore.exceptions import ReadTimeoutError
+
+    from shared.data.messaging import LambdaBillingRunner
+    from shared.errors import ServiceUnavailable
+
+    # Given a billing function that is still running when the read timeout ends
+    calls = []
+
+    class SlowLambda:
+        def invoke(self, **kwargs: object) -> None:
+            calls.append(kwargs)
+            raise ReadTimeoutError(endpoint_url="https://lambda.example")
+
+    # When / Then: a clear 503, and one invocation only (a retry would start a second run)
+    with pytest.raises(ServiceUnavailable, match="billing/runs"):
+        LambdaBillingRunner(SlowLambda(), "docuchat-dev-billing").run({"date": "2026-12-01"})
+    assert len(calls) == 1
+
+
+def test_the_billing_invoke_is_tried_once_and_waited_for_just_under_api_gateways_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from shared.data.aws import AwsClients
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    config = AwsClients(Settings()).lambda_.meta.config
+    assert config.retries["total_max_attempts"] == 1 and config.read_timeout < 29
