@@ -20,7 +20,7 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help install system-packages dev test test-unit test-integration test-infrastructure test-e2e test-browser screenshots test-lambda-python lint synth layer bench load reconcile redrive clean
+.PHONY: help install system-packages dev test test-unit test-integration test-infrastructure test-e2e test-browser screenshots test-lambda-python lint synth scan layer bench load reconcile redrive clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-22s %s\n", $$1, $$2}'
@@ -93,6 +93,20 @@ layer: $(VENV)/.installed ## build the Lambda dependency layer (ARM64, Python 3.
 
 synth: layer ## CloudFormation templates for STAGE (dev|staging|prod) in cdk.out/
 	$(PY) app.py --stage $(STAGE)
+
+VENV_SCAN := .venv-scan
+
+$(VENV_SCAN)/.installed: requirements-scan.txt
+	@echo "==> installing checkov into $(VENV_SCAN) (its own environment: it brings about a hundred packages)"
+	$(PYTHON) -m venv $(VENV_SCAN)
+	$(VENV_SCAN)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV_SCAN)/bin/python -m pip install --quiet -r requirements-scan.txt
+	@touch $@
+
+scan: STAGE = prod
+scan: synth $(VENV_SCAN)/.installed ## checkov over the prod templates (cdk-nag runs in every synth) -> bench/results/security_scan.json
+	$(PY) -m tools.security_scan --checkov $(VENV_SCAN)/bin/checkov cdk.out/DocuChat-prod-Data.template.json \
+		cdk.out/DocuChat-prod-Service.template.json
 
 $(VENV)/.bench-installed: $(VENV)/.installed requirements-bench.txt
 	@echo "==> installing the benchmarks' packages (ChromaDB) into $(VENV)"

@@ -50,6 +50,21 @@ def main(argv: list[str] | None = None) -> int:
     assembly = app.synth()
     names = ", ".join(stack.stack_name for stack in stacks)
     print(f"synthesized {names} into {assembly.directory} in {time.monotonic() - started:.1f}s", file=sys.stderr)
+    return _report_security_findings(assembly)
+
+
+def _report_security_findings(assembly: Any) -> int:
+    """cdk-nag's findings that no one accepted (stacks/security_checks.py) fail the synth, but those still pending."""
+    from stacks.security_checks import PENDING_FINDINGS, blocking, nag_findings
+
+    findings = nag_findings(assembly)
+    failing = blocking(findings)
+    for finding in findings:
+        pending = PENDING_FINDINGS.get(finding.rule_id)
+        print(f"cdk-nag: {finding}" + (f" (pending: {pending})" if pending else ""), file=sys.stderr)
+    if failing:
+        print(f"app.py: {len(failing)} cdk-nag finding(s) neither fixed nor accepted with a reason", file=sys.stderr)
+        return 1
     return 0
 
 

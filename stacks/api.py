@@ -16,6 +16,7 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from shared.resources import CORS_ALLOWED_HEADERS, CORS_EXPOSED_HEADERS, physical_name
+from stacks.security_checks import Accepted, accept
 from stacks.stage_config import StageConfig
 
 CORS_MAX_AGE = Duration.minutes(10)
@@ -32,6 +33,19 @@ def _http_api_cors(origins: Sequence[str]) -> apigwv2.CorsPreflightOptions | Non
         expose_headers=list(CORS_EXPOSED_HEADERS),
         max_age=CORS_MAX_AGE,
     )
+
+
+OWN_AUTHORIZATION = Accepted(
+    "AwsSolutions-APIG4",
+    "The app authorizes every request itself (API keys, tenants' JWTs, scopes: shared/access/), and some routes must "
+    "stay public (Zibal's payment callback, /health); an API Gateway authorizer would add a second invocation per "
+    "request to make the same check",
+)
+PUBLIC_FUNCTION_URL = Accepted(
+    "CKV_AWS_258",
+    "Browsers and SDKs cannot sign requests with SigV4 (AWS_IAM); the app behind the URL checks each request's key "
+    "or JWT itself, exactly as behind the HTTP API",
+)
 
 
 class ChatApi(Construct):
@@ -59,6 +73,7 @@ class ChatApi(Construct):
             create_default_stage=False,
             cors_preflight=_http_api_cors(origins),
         )
+        accept(self.http_api, OWN_AUTHORIZATION)
         self.stage = apigwv2.HttpStage(
             self,
             "DefaultStage",
@@ -94,5 +109,6 @@ class StreamingUrl(Construct):
         self.function_url = function.add_function_url(
             auth_type=lambda_.FunctionUrlAuthType.NONE, invoke_mode=lambda_.InvokeMode.RESPONSE_STREAM, cors=cors
         )
+        accept(self.function_url, PUBLIC_FUNCTION_URL)
         self.url: str = self.function_url.url
         CfnOutput(self, "Url", value=self.url, description="Streaming URL of the DocuChat API (stream: true)")

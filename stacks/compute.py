@@ -19,14 +19,54 @@ from stacks.function_bundle import function_code_dir
 from stacks.lambda_defaults import PythonFunctionFactory, dependency_layer
 from stacks.messaging import Queues, Topics
 from stacks.secrets import SECRETS_BY_FUNCTION, Secrets
-from stacks.stage_config import INDEX_FUNCTIONS, StageConfig, index_cache_rows
+from stacks.security_checks import Accepted, accept
+from stacks.stage_config import DOOR_FUNCTIONS, INDEX_FUNCTIONS, SNAP_START_FUNCTION, StageConfig, index_cache_rows
 
-# The function behind the HTTP API: the one whose cold starts users feel, so the one SnapStart is for.
+# The function behind the HTTP API.
 API_FUNCTION = "chat"
 # The function behind the streaming Function URL.
 STREAM_FUNCTION = "stream"
 TASK_ROOT = "/var/task"  # where Lambda unpacks the code bundle
 LIVE_ALIAS = "live"
+
+
+def grant_wildcards(spec: FunctionSpec) -> list[Accepted]:
+    """The wildcards CDK's grants write into the policy of `spec`'s role, each within one named resource."""
+    wildcards = [
+        Accepted(
+            "AwsSolutions-IAM5",
+            "grant_read_data / grant_read_write_data: the table's own indexes (<table ARN>/index/*), for its queries",
+            applies_to=(r"/^Resource::.*\/index\/\*$/",),
+        )
+    ]
+    if spec.bucket_access != "none":
+        s3_actions = ("s3:GetObject*", "s3:GetBucket*", "s3:List*", "s3:DeleteObject*", "s3:Abort*")
+        wildcards.append(
+            Accepted(
+                "AwsSolutions-IAM5",
+                "grant_read / grant_read_write on the documents bucket: CDK's action groups, on that bucket and its "
+                "objects only; the code confines each tenant to its own prefix",
+                applies_to=(*(f"Action::{action}" for action in s3_actions), r"/^Resource::.*DocumentsBucket.*\/\*$/"),
+            )
+        )
+    if spec.invokes:
+        wildcards.append(
+            Accepted(
+                "AwsSolutions-IAM5",
+                "grant_invoke: the invoked function and its versions (<function ARN>:*), that function only",
+                applies_to=(r"/^Resource::<Functions[A-Za-z]+[0-9A-F]{8}\.Arn>:\*$/",),
+            )
+        )
+    if spec.sends_email:
+        wildcards.append(
+            Accepted(
+                "AwsSolutions-IAM5",
+                "SES checks the identity a sender belongs to, which the code does not name; the statement's condition "
+                "allows only the stage's sender (ses:FromAddress)",
+                applies_to=(r"/^Resource::arn:<AWS::Partition>:ses:.*:identity\/\*$/",),
+            )
+        )
+    return wildcards
 
 
 def invoke_env_var(function_id: str) -> str:
@@ -35,7 +75,9 @@ def invoke_env_var(function_id: str) -> str:
 
 
 class Functions(Construct):
-    """`by_id` maps a FunctionSpec id to its function; `api_handler` is what the HTTP API invokes."""
+    """`by_id` maps a FunctionSpec id to its function; `entry_points` maps each of DOOR_FUNCTIONS to what its door
+    (the HTTP API, the streaming URL) invokes: the function itself, or its `live` alias where the stage wants
+    published versions (SnapStart, provisioned concurrency)."""
 
     def __init__(
         self,
@@ -67,13 +109,15 @@ class Functions(Construct):
                 spec.id,
                 handler=spec.handler,
                 environment=self._environment(spec),
-                snap_start=stage.snap_start and spec.id == API_FUNCTION,
+                snap_start=stage.snap_start and spec.id == SNAP_START_FUNCTION,
             )
             for spec in FUNCTIONS.values()
         }
         for spec in FUNCTIONS.values():
             self._grant(spec, self.by_id[spec.id])
-        self.api_handler: lambda_.IFunction = self._api_handler()
+        self.entry_points: dict[str, lambda_.IFunction] = {
+            function_id: self._entry_point(function_id) for function_id in DOOR_FUNCTIONS
+        }
 
     def _environment(self, spec: FunctionSpec) -> dict[str, str]:
         """The environment for `spec`; `_grant` gives access to exactly the resources named here."""
@@ -97,6 +141,8 @@ class Functions(Construct):
         return environment
 
     def _grant(self, spec: FunctionSpec, function: lambda_.Function) -> None:
+        if function.role:
+            accept(function.role, *grant_wildcards(spec))
         self._grant_data(spec, function)
         self._grant_messaging(spec, function)
         for env_var in SECRETS_BY_FUNCTION.get(spec.id, ()):
@@ -134,9 +180,18 @@ class Functions(Construct):
             conditions={"StringEquals": {"ses:FromAddress": self._stage.mail_sender}},
         )
 
-    def _api_handler(self) -> lambda_.IFunction:
-        """With SnapStart the API must call a published version (snapshots exist only there), via an alias."""
-        function = self.by_id[API_FUNCTION]
-        if not self._stage.snap_start:
+    def _entry_point(self, function_id: str) -> lambda_.IFunction:
+        """SnapStart's snapshots and provisioned instances exist only for a published version, so a door must call
+        one, through an alias that each deploy moves to the new version; otherwise it calls $LATEST."""
+        function = self.by_id[function_id]
+        provisioned = self._stage.functions[function_id].provisioned_concurrency
+        snap_start = self._stage.snap_start and function_id == SNAP_START_FUNCTION
+        if not (provisioned or snap_start):
             return function
-        return lambda_.Alias(self, "ChatLiveAlias", alias_name=LIVE_ALIAS, version=function.current_version)
+        return lambda_.Alias(
+            self,
+            f"{function_id.capitalize()}LiveAlias",
+            alias_name=LIVE_ALIAS,
+            version=function.current_version,
+            provisioned_concurrent_executions=provisioned or None,
+        )

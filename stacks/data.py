@@ -7,9 +7,22 @@ from constructs import Construct
 
 from shared.resources import TABLES, Attribute, TableSpec
 from stacks.retention import removal_policy
+from stacks.security_checks import Accepted, accept
 from stacks.stage_config import StageConfig
 
 _ATTRIBUTE_TYPES = {"S": dynamodb.AttributeType.STRING, "N": dynamodb.AttributeType.NUMBER}
+
+
+AWS_MANAGED_TABLE_KEY = Accepted(
+    "CKV_AWS_119",
+    "Encrypted with DynamoDB's AWS-managed key (aws/dynamodb); a customer-managed key costs $1 a month and would be "
+    "usable by the same roles that may read the tables",
+)
+NO_RECOVERY_IN_THIS_STAGE = Accepted(
+    "AwsSolutions-DDB3",
+    "This stage's data is disposable (point_in_time_recovery off in cdk.json); PITR is billed per GB-month and is on "
+    "wherever data is kept (staging, prod)",
+)
 
 
 class Tables(Construct):
@@ -35,6 +48,9 @@ class Tables(Construct):
             removal_policy=removal_policy(stage),
             deletion_protection=stage.retain_data,
         )
+        accept(table, AWS_MANAGED_TABLE_KEY)
+        if not stage.point_in_time_recovery:
+            accept(table, NO_RECOVERY_IN_THIS_STAGE)
         for index in spec.indexes:
             table.add_global_secondary_index(
                 index_name=index.name,

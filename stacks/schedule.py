@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from aws_cdk import Duration, TimeZone
+from aws_cdk import Duration, Stack, TimeZone
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_scheduler as scheduler
@@ -21,6 +21,7 @@ from constructs import Construct
 
 from shared.resources import OUTBOX_DRAIN_MINUTES, UPLOAD_SWEEP_MINUTES, physical_name
 from stacks.messaging import DEAD_LETTER_RETENTION, secure_queue
+from stacks.security_checks import Accepted, accept
 from stacks.stage_config import StageConfig
 
 # What each handler sees as the event: the `source` tells it which job to do.
@@ -81,6 +82,20 @@ def scheduled_runs(stage: StageConfig) -> tuple[ScheduledRun, ...]:
     )
 
 
+IS_A_DEAD_LETTER_QUEUE = Accepted(
+    "AwsSolutions-SQS3",
+    "It is a dead-letter queue: Scheduler's for the runs it could not deliver, and Lambda's on-failure destination "
+    "for the runs that kept failing; cdk-nag recognises only queues named in another queue's redrive policy",
+)
+# The roles LambdaInvoke makes for Scheduler, one per target function, at the top of the stack.
+SCHEDULER_ROLE_PREFIX = "SchedulerRoleForTarget"
+SCHEDULER_INVOKES_VERSIONS = Accepted(
+    "AwsSolutions-IAM5",
+    "CDK's LambdaInvoke target lets Scheduler invoke its one function and that function's versions (<ARN>:*)",
+    applies_to=(r"/^Resource::<Functions[A-Za-z]+[0-9A-F]{8}\.Arn>:\*$/",),
+)
+
+
 class Schedules(Construct):
     """`dead_letter_queues` maps each scheduled function's id to the queue its failed scheduled runs land in."""
 
@@ -97,6 +112,9 @@ class Schedules(Construct):
         self.by_name: dict[str, scheduler.Schedule] = {
             run.name: self._schedule(stage, run, functions[run.function_id]) for run in runs
         }
+        for child in Stack.of(self).node.children:
+            if child.node.id.startswith(SCHEDULER_ROLE_PREFIX):
+                accept(child, SCHEDULER_INVOKES_VERSIONS)
 
     def _dead_letter_queue(self, stage: StageConfig, function_id: str, function: lambda_.IFunction) -> sqs.Queue:
         queue = secure_queue(
@@ -109,6 +127,7 @@ class Schedules(Construct):
         function.configure_async_invoke(
             retry_attempts=RUN_RETRY_ATTEMPTS, on_failure=destinations.SqsDestination(queue)
         )
+        accept(queue, IS_A_DEAD_LETTER_QUEUE)
         return queue
 
     def _schedule(self, stage: StageConfig, run: ScheduledRun, function: lambda_.IFunction) -> scheduler.Schedule:

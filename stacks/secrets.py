@@ -11,6 +11,7 @@ from constructs import Construct
 
 from shared.settings import UNSET_SECRET
 from stacks.retention import removal_policy
+from stacks.security_checks import Accepted, accept
 from stacks.stage_config import StageConfig
 
 OPENAI_SECRET_ENV = "DOCUCHAT_OPENAI_SECRET_ARN"
@@ -30,6 +31,23 @@ SECRETS_BY_FUNCTION: dict[str, tuple[str, ...]] = {
 OPENAI_KEY_PLACEHOLDER = UNSET_SECRET
 # Zibal's public sandbox merchant: payments work end to end but move no money until the real id is set.
 ZIBAL_SANDBOX_MERCHANT = "zibal"
+
+
+THIRD_PARTY_SECRET = Accepted(
+    "AwsSolutions-SMG4",
+    "Issued by a third party (OpenAI's key, Zibal's merchant id): only that party can issue a new one, so a rotation "
+    "function has nothing to rotate to; an operator replaces it (docs/runbooks/deploy.md)",
+)
+ADMIN_KEY_ROTATION = Accepted(
+    "AwsSolutions-SMG4",
+    "The admin key is used by operators' tools (make reconcile) as well as the functions, which read it once at cold "
+    "start: automatic rotation would lock both out until they caught up. It is rotated by hand (put-secret-value)",
+)
+STANDARD_SECRET_KEY = Accepted(
+    "CKV_AWS_149",
+    "Encrypted with Secrets Manager's AWS-managed key (aws/secretsmanager); a customer-managed key costs $1 a month "
+    "and would protect against nothing more here (the same roles would be allowed to use it)",
+)
 
 
 class Secrets(Construct):
@@ -58,6 +76,9 @@ class Secrets(Construct):
             secret_string_value=SecretValue.unsafe_plain_text(ZIBAL_SANDBOX_MERCHANT),
             removal_policy=removal_policy(stage),
         )
+        accept(openai_key, THIRD_PARTY_SECRET, STANDARD_SECRET_KEY)
+        accept(zibal_merchant, THIRD_PARTY_SECRET, STANDARD_SECRET_KEY)
+        accept(admin_key, ADMIN_KEY_ROTATION, STANDARD_SECRET_KEY)
         self.by_env_var: dict[str, secretsmanager.Secret] = {
             OPENAI_SECRET_ENV: openai_key,
             ADMIN_KEY_SECRET_ENV: admin_key,

@@ -12,16 +12,50 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.models import Limits
+from shared.resources import QUEUES
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CDK_JSON = PROJECT_ROOT / "cdk.json"
 
 
+# The functions behind the public doors (the HTTP API, the streaming URL): the only ones whose callers go through a
+# `live` alias when they need published versions (SnapStart, provisioned concurrency), so the only ones that may
+# have provisioned concurrency. Queues, schedules and chat's call to billing invoke the unqualified function.
+DOOR_FUNCTIONS = ("chat", "stream")
+QUEUE_CONSUMERS = frozenset(queue.consumer for queue in QUEUES)
+# The function SnapStart is for: the one behind the HTTP API, whose cold starts users feel.
+SNAP_START_FUNCTION = "chat"
+
+
 class FunctionSizing(BaseModel):
+    """A function's memory and time, and the concurrency it keeps for itself.
+
+    reserved_concurrency (None: none) is both the function's share of the account's concurrency, which no other
+    function may take, and its ceiling. An account must keep 100 of its concurrency unreserved, so the reservations
+    of all stages in one account must add up to at most the account's limit less 100. The default limit is 1,000,
+    but new accounts may start with as little as 10: there no function can reserve any, and a deploy that tries
+    fails. So only prod reserves (cdk.json); ask AWS for a higher limit before reserving in a new account.
+
+    provisioned_concurrency keeps that many instances initialised on the function's `live` alias (billed by the hour
+    whether used or not); it needs a published version and the alias, so only DOOR_FUNCTIONS may have it.
+    """
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     memory_mb: int = Field(ge=128, le=10240)
     timeout_seconds: int = Field(ge=1, le=900)
+    reserved_concurrency: int | None = Field(None, ge=1)
+    provisioned_concurrency: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _provisioned_within_reserved(self) -> FunctionSizing:
+        reserved = self.reserved_concurrency
+        if reserved is not None and self.provisioned_concurrency > reserved:
+            raise ValueError(
+                f"provisioned_concurrency ({self.provisioned_concurrency}) cannot exceed "
+                f"reserved_concurrency ({reserved})"
+            )
+        return self
 
 
 # The functions that answer questions hold tenants' vector indexes in memory (shared/data/vectors.py). Their memory
@@ -107,10 +141,35 @@ class StageConfig(BaseModel):
             raise ValueError("prices cannot be negative")
         return prices
 
-    @field_validator("functions")
+    @field_validator("functions", mode="before")
     @classmethod
-    def _fill_sizing(cls, sizing: dict[str, FunctionSizing]) -> dict[str, FunctionSizing]:
-        return {**DEFAULT_SIZING, **sizing}
+    def _fill_sizing(cls, sizing: dict[str, Any]) -> dict[str, Any]:
+        """A stage names only what it changes (`"chat": {"reserved_concurrency": 50}`); the rest is the default."""
+        unknown = set(sizing) - set(DEFAULT_SIZING)
+        if unknown:
+            raise ValueError(f"functions: {sorted(unknown)} are no functions of DocuChat ({sorted(DEFAULT_SIZING)})")
+        return {
+            name: {**default.model_dump(), **_as_dict(sizing.get(name, {}))} for name, default in DEFAULT_SIZING.items()
+        }
+
+    @model_validator(mode="after")
+    def _concurrency_fits_the_callers(self) -> StageConfig:
+        for name, sizing in self.functions.items():
+            # An SQS event source can be held to no fewer than 2 batches at once (stacks/messaging.py).
+            if name in QUEUE_CONSUMERS and sizing.reserved_concurrency == 1:
+                raise ValueError(f"functions.{name}.reserved_concurrency: a queue's consumer needs at least 2")
+            if sizing.provisioned_concurrency and name not in DOOR_FUNCTIONS:
+                raise ValueError(
+                    f"functions.{name}.provisioned_concurrency: only {', '.join(DOOR_FUNCTIONS)} are called through "
+                    "the alias that provisioned concurrency is kept on"
+                )
+        # Lambda refuses both on one function: a SnapStart version is restored from its snapshot, not kept warm.
+        if self.snap_start and self.functions[SNAP_START_FUNCTION].provisioned_concurrency:
+            raise ValueError(
+                f"snap_start and functions.{SNAP_START_FUNCTION}.provisioned_concurrency: Lambda allows one or the "
+                "other"
+            )
+        return self
 
     @model_validator(mode="after")
     def _reconciles_after_billing(self) -> StageConfig:
@@ -146,6 +205,10 @@ class StageConfig(BaseModel):
             "POWERTOOLS_LOG_LEVEL": self.log_level,
             "POWERTOOLS_METRICS_NAMESPACE": metrics_namespace(self.name),
         }
+
+
+def _as_dict(sizing: FunctionSizing | dict[str, Any]) -> dict[str, Any]:
+    return sizing.model_dump(exclude_unset=True) if isinstance(sizing, FunctionSizing) else dict(sizing)
 
 
 def _daily_cron(hour: int, minute: int) -> str:

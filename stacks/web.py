@@ -16,6 +16,7 @@ from aws_cdk import aws_s3_deployment as s3deploy
 from constructs import Construct
 
 from stacks.retention import removal_policy
+from stacks.security_checks import Accepted, accept, for_reason
 from stacks.stage_config import PROJECT_ROOT, StageConfig
 from stacks.web_policy import SECURITY_HEADERS, content_security_policy
 
@@ -45,6 +46,41 @@ def origin_of(url: str) -> str:
     return Fn.join("", ["https://", Fn.select(2, Fn.split("/", url))])
 
 
+WEB_BUCKET_FINDINGS = (
+    *for_reason(
+        "The bucket holds the release's copy of web/ and nothing else; only CloudFront reads it (OAC) and only the "
+        "deployment writes it. Its access logs would need a log bucket of their own",
+        "AwsSolutions-S1",
+        "CKV_AWS_18",
+    ),
+    Accepted(
+        "CKV_AWS_21",
+        "Versions would only keep old releases of web/, which git has; every deploy replaces the files (prune)",
+    ),
+)
+DISTRIBUTION_FINDINGS = (
+    *for_reason(
+        "The app is static, public files; what users do goes to the API. CloudFront standard logs need an S3 bucket "
+        "with ACLs enabled; left out until someone needs the web app's traffic",
+        "AwsSolutions-CFR3",
+        "CKV_AWS_86",
+    ),
+    *for_reason(
+        "AWS WAF costs $5 a month a web ACL plus $1 a rule, above the idle budget, for static files; the API, where "
+        "abuse would cost money, has its own throttling and per-key limits",
+        "AwsSolutions-CFR2",
+        "CKV_AWS_68",
+    ),
+    *for_reason(
+        "The distribution uses CloudFront's default *.cloudfront.net certificate, with which CloudFront sets the "
+        "security policy itself (TLSv1). A custom domain with an ACM certificate would allow TLSv1.2_2021",
+        "AwsSolutions-CFR4",
+        "CKV_AWS_174",
+    ),
+    Accepted("AwsSolutions-CFR1", "Tenants and their users may be anywhere: no country is to be refused"),
+)
+
+
 class WebApp(Construct):
     """Bucket, distribution and headers policy; `publish` then uploads web/ and its config.json.
 
@@ -65,6 +101,7 @@ class WebApp(Construct):
             removal_policy=removal_policy(stage),
             auto_delete_objects=not stage.retain_data,
         )
+        accept(self.bucket, *WEB_BUCKET_FINDINGS)
         self.headers = cloudfront.ResponseHeadersPolicy(
             self,
             "Headers",
@@ -115,6 +152,7 @@ class WebApp(Construct):
             http_version=cloudfront.HttpVersion.HTTP2_AND_3,
             price_class=cloudfront.PriceClass.PRICE_CLASS_100,
         )
+        accept(self.distribution, *DISTRIBUTION_FINDINGS)
         self.origin: str = "https://" + self.distribution.distribution_domain_name
         CfnOutput(self, "Url", key="WebUrl", value=self.origin, description="The DocuChat web app")
 

@@ -19,6 +19,7 @@ from aws_cdk.assertions import Template
 
 from shared.resources import physical_name
 from stacks.docuchat import add_stage
+from stacks.security_checks import Finding, nag_findings
 from stacks.stage_config import StageConfig, load_stage
 
 Resource = dict[str, Any]
@@ -44,6 +45,8 @@ class SynthesizedStage:
     data_termination_protection: bool
     # The Service stack's file assets: each one's hash (its S3 object key, less .zip) and the folder it is made of.
     service_assets: dict[str, str]
+    # cdk-nag's findings in both stacks that no Accepted covers (stacks/security_checks.py).
+    nag_findings: list[Finding]
     resources: dict[str, Resource] = field(init=False)
     _exports: dict[str, Any] = field(init=False)
 
@@ -211,10 +214,15 @@ def _walk(value: Any) -> Iterator[dict[str, Any]]:
 
 @cache
 def synthesize(stage_name: str) -> SynthesizedStage:
-    """Synthesizes a stage once per test session (it takes seconds) and parses its templates."""
-    stage = load_stage(stage_name)
+    """Synthesizes a stage of cdk.json once per test session (it takes seconds) and parses its templates."""
+    return synthesize_stage(load_stage(stage_name))
+
+
+def synthesize_stage(stage: StageConfig) -> SynthesizedStage:
+    """Synthesizes `stage`, which need not be in cdk.json; callers keep the result (see `synthesize`)."""
     app = App(context=dict(_TEST_CONTEXT))
     data, service = add_stage(app, stage)
+    assembly = app.synth()  # the same assembly the templates come from (an app synthesizes once)
     return SynthesizedStage(
         stage=stage,
         data_template=Template.from_stack(data),
@@ -222,8 +230,8 @@ def synthesize(stage_name: str) -> SynthesizedStage:
         data_stack_name=data.stack_name,
         service_stack_name=service.stack_name,
         data_termination_protection=bool(data.termination_protection),
-        # The same assembly the templates came from (an app synthesizes once).
-        service_assets=_file_assets(Path(app.synth().directory) / f"{service.artifact_id}.assets.json"),
+        service_assets=_file_assets(Path(assembly.directory) / f"{service.artifact_id}.assets.json"),
+        nag_findings=nag_findings(assembly),
     )
 
 

@@ -58,16 +58,35 @@ def test_snap_start_and_the_alias_follow_the_stage(synthesized: SynthesizedStage
         assert props(chat)["SnapStart"] == {"ApplyOn": "PublishedVersions"}
         alias = synthesized.resources[invoked]
         assert alias["Type"] == "AWS::Lambda::Alias"
+        assert props(alias)["Name"] == "live"
+        assert "ProvisionedConcurrencyConfig" not in props(alias)  # Lambda refuses it with SnapStart
         assert synthesized.target(props(alias)["FunctionName"]) == chat_id
         version = synthesized.resources[synthesized.target(props(alias)["FunctionVersion"])]
         assert version["Type"] == "AWS::Lambda::Version"
         assert synthesized.target(props(version)["FunctionName"]) == chat_id
+        # Then: a version the next deploy replaces is deleted, so only one snapshot is ever billed
+        assert version["DeletionPolicy"] == "Delete"
     else:
         assert "SnapStart" not in props(chat)
         assert invoked == chat_id
     # Then: no other function pays for SnapStart
-    others = [fid for fid in ("ingestion", "metering", "billing") if "SnapStart" in props(synthesized.function(fid)[1])]
+    others = [
+        fid
+        for fid in ("stream", "ingestion", "metering", "billing", "webhooks")
+        if "SnapStart" in props(synthesized.function(fid)[1])
+    ]
     assert others == []
+
+
+def test_without_provisioned_concurrency_the_streaming_url_calls_latest(synthesized: SynthesizedStage) -> None:
+    # Given: no stage in cdk.json provisions the stream function (tests/infrastructure/test_security.py does)
+    assert synthesized.stage.functions["stream"].provisioned_concurrency == 0
+    # When
+    _, url = synthesized.one_of_type("AWS::Lambda::Url")
+    # Then
+    assert synthesized.target(props(url)["TargetFunctionArn"]) == synthesized.function("stream")[0]
+    # Then: the one alias is chat's, where the stage turns SnapStart on
+    assert len(synthesized.of_type("AWS::Lambda::Alias")) == (1 if synthesized.stage.snap_start else 0)
 
 
 def test_streamed_answers_have_a_function_url_that_streams_in_every_stage(synthesized: SynthesizedStage) -> None:
