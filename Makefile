@@ -14,13 +14,17 @@ VENV_LAMBDA := .venv-py313
 # The layer and the functions' bundle get bytecode for Lambda's Python from it (layers/bytecode.py).
 export DOCUCHAT_PYTHON_LAMBDA := $(PYTHON_LAMBDA)
 PYTEST := $(PY) -m pytest
+# The CDK CLI pinned in package.json, running cdk.json's `python3 app.py` with the virtual environment's Python.
+CDK := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" CDK_DISABLE_CLI_TELEMETRY=true node_modules/.bin/cdk
+# actionlint is installed only where GitHub's downloads are reachable: requirements-workflows.txt says why.
+ACTIONLINT := $(firstword $(wildcard $(VENV)/bin/actionlint) $(shell command -v actionlint 2>/dev/null))
 CLIENTS ?= 16
 LOAD_SECONDS ?= 90
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help install system-packages dev test test-unit test-integration test-infrastructure test-e2e test-browser screenshots test-lambda-python lint synth scan layer bench load reconcile redrive clean
+.PHONY: help install system-packages dev test test-unit test-integration test-infrastructure test-e2e test-browser screenshots test-lambda-python lint lint-workflows synth deploy scan layer bench load reconcile redrive clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-22s %s\n", $$1, $$2}'
@@ -83,10 +87,17 @@ test-lambda-python: node_modules/.installed ## the unit and integration tiers on
 		$(VENV_LAMBDA)/bin/python -m pytest -q tests/unit tests/integration; \
 	else echo "==> skipped the Python 3.13 run: no Python 3.13 on this machine"; fi
 
-lint: $(VENV)/.installed ## ruff and mypy
+lint: $(VENV)/.installed ## ruff, mypy, and the GitHub workflows' checks
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(MAKE) --no-print-directory lint-workflows
+
+lint-workflows: $(VENV)/.installed ## zizmor and actionlint over .github/workflows (REQUIRE_ACTIONLINT=1: fail without it)
+	$(VENV)/bin/zizmor --offline --quiet .github/workflows
+	@actionlint="$(ACTIONLINT)"; if [ -n "$$actionlint" ]; then echo "$$actionlint" && "$$actionlint"; \
+	elif [ -n "$(REQUIRE_ACTIONLINT)" ]; then echo "actionlint is not installed" >&2; exit 1; \
+	else echo "==> skipped actionlint: not installed (pip install -r requirements-workflows.txt where GitHub is reachable)"; fi
 
 layer: $(VENV)/.installed ## build the Lambda dependency layer (ARM64, Python 3.13) without Docker
 	$(PY) -m layers.build_layer
@@ -107,6 +118,9 @@ scan: STAGE = prod
 scan: synth $(VENV_SCAN)/.installed ## checkov over the prod templates (cdk-nag runs in every synth) -> bench/results/security_scan.json
 	$(PY) -m tools.security_scan --checkov $(VENV_SCAN)/bin/checkov cdk.out/DocuChat-prod-Data.template.json \
 		cdk.out/DocuChat-prod-Service.template.json
+
+deploy: layer node_modules/.installed ## deploy STAGE's two stacks (AWS credentials of the stage's account, bootstrapped)
+	$(CDK) deploy --all --require-approval never --no-notices -c stage=$(STAGE)
 
 $(VENV)/.bench-installed: $(VENV)/.installed requirements-bench.txt
 	@echo "==> installing the benchmarks' packages (ChromaDB) into $(VENV)"

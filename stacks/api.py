@@ -84,7 +84,8 @@ class ChatApi(Construct):
         )
         # No trailing slash, like the local default (http://127.0.0.1:8000), so paths can be appended as-is.
         self.base_url: str = self.http_api.api_endpoint
-        CfnOutput(self, "Url", value=self.base_url, description="Base URL of the DocuChat API")
+        # A fixed key, not one derived from the construct path: tools/smoke.py finds the API by it.
+        CfnOutput(self, "Url", key="ApiUrl", value=self.base_url, description="Base URL of the DocuChat API")
 
 
 class StreamingUrl(Construct):
@@ -111,4 +112,5 @@ class StreamingUrl(Construct):
         )
         accept(self.function_url, PUBLIC_FUNCTION_URL)
         self.url: str = self.function_url.url
-        CfnOutput(self, "Url", value=self.url, description="Streaming URL of the DocuChat API (stream: true)")
+        description = "Streaming URL of the DocuChat API (stream: true)"
+        CfnOutput(self, "Url", key="StreamingUrl", value=self.url, description=description)

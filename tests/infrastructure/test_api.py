@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tests.infrastructure.synthesized import SynthesizedStage, props
+from tools import smoke
 
 
 def test_the_http_api_proxies_every_route_to_chat_with_payload_2(synthesized: SynthesizedStage) -> None:
@@ -42,10 +43,11 @@ def test_the_default_stage_is_throttled_as_the_stage_config_says(synthesized: Sy
     }
 
 
-def test_the_api_url_is_an_output(synthesized: SynthesizedStage) -> None:
+def test_the_api_url_is_the_output_the_smoke_test_reads_in_the_stack_it_names(synthesized: SynthesizedStage) -> None:
     api_id, _ = synthesized.one_of_type("AWS::ApiGatewayV2::Api")
     outputs = synthesized.service_json["Outputs"]
-    assert {"Fn::GetAtt": [api_id, "ApiEndpoint"]} in [o["Value"] for o in outputs.values()]
+    assert outputs[smoke.API_URL_OUTPUT]["Value"] == {"Fn::GetAtt": [api_id, "ApiEndpoint"]}
+    assert smoke.SERVICE_STACK.format(stage=synthesized.stage.name) == synthesized.service_stack_name
 
 
 def test_snap_start_and_the_alias_follow_the_stage(synthesized: SynthesizedStage) -> None:
@@ -108,7 +110,7 @@ def test_streamed_answers_have_a_function_url_that_streams_in_every_stage(synthe
     assert all(p["Action"] == "lambda:InvokeFunctionUrl" and p["Principal"] == "*" for p in public)
     outputs = synthesized.service_json["Outputs"]
     url_id, _ = synthesized.one_of_type("AWS::Lambda::Url")
-    assert {"Fn::GetAtt": [url_id, "FunctionUrl"]} in [o["Value"] for o in outputs.values()]
+    assert outputs["StreamingUrl"]["Value"] == {"Fn::GetAtt": [url_id, "FunctionUrl"]}
     # Then: its timeout allows answers longer than API Gateway's 29 s
     assert props(stream)["Timeout"] > 29
 
