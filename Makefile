@@ -133,6 +133,7 @@ bench: install $(VENV)/.bench-installed ## run the benchmarks; results in bench/
 	$(PY) -m bench.retrieval
 	$(PY) -m bench.ingestion
 	$(PY) -m bench.embedder
+	$(PY) -m bench.warm
 	$(PY) -m bench.quality
 	$(PY) -m bench.pagination
 	$(PY) -m bench.streaming

@@ -146,7 +146,14 @@ class Container:
     def authenticator(self) -> Authenticator:
         admin_key = self.settings.admin_api_key.get_secret_value() if self.settings.admin_api_key else None
         tokens = TokenVerifier(self.tenants, JwksCache(self.outbound))
-        return Authenticator(self.tenants, admin_key, tokens, self.settings.default_limits, self.clock)
+        return Authenticator(
+            self.tenants,
+            admin_key,
+            tokens,
+            self.settings.default_limits,
+            self.clock,
+            cache_seconds=self.settings.credential_cache_seconds,
+        )
 
     @lazy
     def rate_limiter(self) -> RateLimiter:

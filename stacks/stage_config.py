@@ -63,6 +63,8 @@ class FunctionSizing(BaseModel):
 # them how many rows of indexes they may hold (DOCUCHAT_INDEX_CACHE_ROWS, `index_cache_rows`): a larger tenant is
 # refused with a 503 rather than let run the function out of memory.
 INDEX_FUNCTIONS = ("chat", "stream")
+# How long a warm function trusts a key and its tenant once read: a revocation bites within it (shared/access).
+CREDENTIAL_CACHE_SECONDS = 30
 # What a function needs besides its indexes: Python, the app and its clients (~150 MB at rest), a request's work,
 # a refresh's new flat part.
 INDEX_RESERVE_MB = 512
@@ -198,6 +200,7 @@ class StageConfig(BaseModel):
             "LLM_CACHE_TTL": str(self.llm_cache_ttl_seconds),
             "DOCUCHAT_DEFAULT_LIMITS": self.default_limits.model_dump_json(),
             "DOCUCHAT_AUDIT_RETENTION_DAYS": str(self.audit_retention_days),
+            "DOCUCHAT_CREDENTIAL_CACHE_SECONDS": str(CREDENTIAL_CACHE_SECONDS),
             "DOCUCHAT_PRICES": json.dumps(self.prices_tomans_per_1k_tokens, sort_keys=True),
             "DOCUCHAT_BILLING_TIMEZONE": self.billing_timezone,
             "DOCUCHAT_MAIL_SENDER": self.mail_sender,

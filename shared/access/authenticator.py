@@ -1,15 +1,20 @@
 """A presented credential (an API key, or a tenant's JWT) -> the Principal it is, with scopes and limits.
 
-A key costs one consistent GetItem for itself and one for its tenant. Revocation and expiry are read from the
-key's own item on every request, so a revoked or expired key is refused at once, warm functions included.
-`last_used_at` is written at most every LAST_USED_EVERY, so keeping it costs about nothing.
+A key costs one consistent GetItem for itself and one for its tenant, and a warm function keeps both for
+`credential_cache_seconds` (DOCUCHAT_CREDENTIAL_CACHE_SECONDS; 30 in the stages, 0 = read every time). So a
+revoked key, or a suspended tenant, is refused by every function within that long: the price of two fewer
+DynamoDB calls on every request (docs/decisions/0017-warm-path.md). Expiry is checked on every request against
+the clock. `last_used_at` is written at most every LAST_USED_EVERY, so keeping it costs about nothing.
 """
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Hashable
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from shared.access.keys import KEY_PATTERN, hash_key
 from shared.access.tokens import TokenVerifier, looks_like_jwt
@@ -19,6 +24,36 @@ from shared.models import ALL_SCOPES, Limits, Principal, Tenant, TenantStatus
 
 LAST_USED_EVERY = timedelta(minutes=5)
 MISSING = "missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+RECENT_ENTRIES = 10_000  # keys and tenants a warm function remembers at most (a few MB)
+T = TypeVar("T")
+
+
+class RecentlyRead:
+    """Values read in the last `seconds`, by key: what a warm function does not read again yet."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._seconds = seconds
+        self._clock = clock
+        self._values: dict[Hashable, tuple[float, object]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, read: Callable[[], T]) -> T:
+        now = self._clock()
+        with self._lock:
+            found = self._values.get(key)
+        if found is not None and now - found[0] < self._seconds:
+            return found[1]  # type: ignore[return-value]
+        value = read()
+        self.put(key, value, now)
+        return value
+
+    def put(self, key: Hashable, value: object, at: float | None = None) -> None:
+        if self._seconds <= 0:
+            return
+        with self._lock:
+            if len(self._values) >= RECENT_ENTRIES:
+                self._values.clear()
+            self._values[key] = (self._clock() if at is None else at, value)
 
 
 class Authenticator:
@@ -29,7 +64,9 @@ class Authenticator:
         tokens: TokenVerifier,
         default_limits: Limits,
         clock: Callable[[], datetime],
+        cache_seconds: float = 0,
     ) -> None:
+        self._recent = RecentlyRead(cache_seconds)
         self._tenants = tenants
         self._admin_key = admin_key
         self._tokens = tokens
@@ -52,7 +89,7 @@ class Authenticator:
         if not match:
             raise Unauthorized("invalid API key")
         tenant_id, key_id, _secret = match.groups()
-        record = self._tenants.get_key(tenant_id, key_id)
+        record = self._recent.get(("key", tenant_id, key_id), lambda: self._tenants.get_key(tenant_id, key_id))
         if record is None or not hmac.compare_digest(record.key_hash, hash_key(presented)):
             raise Unauthorized("invalid API key")
         now = self._clock()
@@ -63,6 +100,7 @@ class Authenticator:
         tenant = self._active(tenant_id)
         if record.last_used_at is None or now - record.last_used_at >= LAST_USED_EVERY:
             self._tenants.touch_key(tenant_id, key_id, now, not_since=now - LAST_USED_EVERY)
+            self._recent.put(("key", tenant_id, key_id), record.model_copy(update={"last_used_at": now}))
         return Principal(
             tenant_id=tenant_id,
             key_id=key_id,
@@ -83,7 +121,7 @@ class Authenticator:
         )
 
     def _active(self, tenant_id: str) -> Tenant:
-        tenant = self._tenants.get(tenant_id)
+        tenant = self._recent.get(("tenant", tenant_id), lambda: self._tenants.get(tenant_id))
         if tenant is None or tenant.status != TenantStatus.ACTIVE:
             raise Forbidden("this tenant is suspended")
         return tenant
