@@ -134,6 +134,7 @@ bench: install $(VENV)/.bench-installed ## run the benchmarks; results in bench/
 	$(PY) -m bench.ingestion
 	$(PY) -m bench.embedder
 	$(PY) -m bench.warm
+	$(PY) -m bench.cost
 	$(PY) -m bench.quality
 	$(PY) -m bench.pagination
 	$(PY) -m bench.streaming

@@ -85,6 +85,14 @@ def run(chats: int, out: Path | None) -> dict[str, Any]:
     from functions.chat import handler
 
     calls: Counter[str] = Counter()
+    items: Counter[str] = Counter()  # what DynamoDB bills by: items in transactions and batch reads
+
+    def count_items(model: Any, params: dict[str, Any]) -> None:
+        if model.name == "TransactWriteItems":
+            items["transaction_write_items"] += len(params.get("TransactItems", []))
+        elif model.name == "BatchGetItem":
+            items["batch_get_keys"] += sum(len(t.get("Keys", [])) for t in params.get("RequestItems", {}).values())
+
     clock = ModelClock()
     own_ms: list[float] = []
     with (
@@ -94,14 +102,17 @@ def run(chats: int, out: Path | None) -> dict[str, Any]:
     ):
         container = Container(Settings())
         # Registered before any client exists: each client copies the session's events when it is made.
-        container.aws._session.events.register(
+        events = container.aws._session.events
+        events.register(
             "before-call.*.*", lambda model, **_: calls.update([f"{model.service_model.service_name}.{model.name}"])
         )
+        events.register("before-parameter-build.dynamodb.*", lambda model, params, **_: count_items(model, params))
         handler.configure(container)
         context = LocalLambdaContext("chat")
         for n in range(WARMUP + chats):
             if n == WARMUP:
                 calls.clear()
+                items.clear()
             body = json.dumps({"message": QUESTIONS[n % len(QUESTIONS)]})
             event = http_api_event("POST", "/v1/chat", body, {"authorization": f"Bearer {backend.api_key}"})
             clock.take()
@@ -121,6 +132,7 @@ def run(chats: int, out: Path | None) -> dict[str, Any]:
         "p99_ms": round(percentile(own_ms, 0.99), 2),
         "aws_calls_per_chat": round(sum(calls.values()) / chats, 2),
         "aws_calls_by_operation": per_chat,
+        "dynamodb_items_per_chat": {name: round(count / chats, 2) for name, count in sorted(items.items())},
         "goals": GOALS,
         "notes": (
             "In-process: the chat function's handler (Mangum, FastAPI, the services) against moto's server on "
