@@ -124,3 +124,10 @@ def test_no_two_metric_constants_share_a_name() -> None:
     names = [value for constant, value in vars(observability).items() if constant.isupper() and isinstance(value, str)]
     assert len(names) > 20
     assert len(names) == len(set(names))
+
+
+def test_the_tracer_patches_boto3_so_sqs_messages_carry_the_trace() -> None:
+    # Then: Powertools patches botocore (with the other modules X-Ray knows) when the Tracer is built, so a traced
+    # function's SQS sends carry AWSTraceHeader and the consumer's segment joins the producer's trace
+    assert observability.tracer._config["auto_patch"] is True
+    assert observability.tracer._config["patch_modules"] is None  # None: every supported module, botocore among them
