@@ -32,7 +32,14 @@ from shared.models import (
     TokenCounts,
     UsageCounter,
 )
-from shared.observability import BILLING_RUN_FAILED, INVOICES_CREATED, count, logger
+from shared.observability import (
+    BILLING_RUN_FAILED,
+    INVOICED_TOKENS,
+    INVOICED_TOMANS,
+    INVOICES_CREATED,
+    count,
+    logger,
+)
 
 # The price table's entry for answers served from the response cache; free unless a stage or tenant sets it.
 CACHED_PRICE = "cached"
@@ -188,6 +195,9 @@ class BillingService:
         if invoice is None:
             return None
         created = self._billing.create_invoice(invoice)
+        if created:  # a re-run finds the invoice made before: its figures were counted then
+            count(INVOICED_TOKENS, invoice.total_tokens)
+            count(INVOICED_TOMANS, invoice.amount_tomans)
         stored = invoice if created else self._billing.get_invoice(tenant.tenant_id, invoice.invoice_id)
         if stored is None:
             raise RuntimeError(f"invoice {invoice.invoice_id} vanished")

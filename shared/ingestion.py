@@ -34,7 +34,14 @@ from shared.errors import BudgetExhausted, NotFound
 from shared.ids import derived_id
 from shared.metering import UsageSink
 from shared.models import Chunk, Document, DocumentStatus, IngestionStage, UsageEvent, UsageKind
-from shared.observability import DOCUMENTS_FAILED, DOCUMENTS_INGESTED, EMBEDDING_TOKENS, count, logger
+from shared.observability import (
+    CHUNKS_INGESTED,
+    DOCUMENTS_FAILED,
+    DOCUMENTS_INGESTED,
+    EMBEDDING_TOKENS,
+    count,
+    logger,
+)
 from shared.parsing import UnreadableDocument, extract_text
 from shared.settings import Settings
 from shared.vectors import Segment
@@ -257,6 +264,7 @@ class IngestionService:
         except NotFound:
             return self._abandon(document)
         count(DOCUMENTS_INGESTED, 1)
+        count(CHUNKS_INGESTED, len(chunks))
         if self._vectors.compaction_due(document.tenant_id):
             self._continuations.send(compaction_message(document.tenant_id))
         logger.info(

@@ -13,13 +13,14 @@ from pydantic import ValidationError
 
 from shared.data.usage import GroupResult, UsageRepository
 from shared.errors import InvalidInput
-from shared.models import UsageEvent
+from shared.models import UsageEvent, UsageKind
 from shared.observability import (
     TOKENS_METERED,
     USAGE_EVENTS_DUPLICATE,
     USAGE_EVENTS_LATE,
     USAGE_EVENTS_METERED,
     USAGE_EVENTS_PARKED,
+    correlation_id,
     count,
     logger,
 )
@@ -92,7 +93,12 @@ class DurableUsageSink:
         self._clock = clock
 
     def send(self, *events: UsageEvent) -> None:
-        """Send a request's events together (one SQS call); any SQS does not take are parked."""
+        """Send a request's events together (one SQS call); any SQS does not take are parked.
+
+        Each carries the correlation id of the invocation that sends it, unless it has one already."""
+        current = correlation_id()
+        if current:
+            events = tuple(e if e.correlation_id else e.model_copy(update={"correlation_id": current}) for e in events)
         try:
             refused = self._queue.send_all(events)
         except (BotoCoreError, ClientError) as error:
@@ -102,6 +108,20 @@ class DurableUsageSink:
             count(USAGE_EVENTS_PARKED, len(refused))
             for event in refused:
                 self._outbox.park(event, self._clock())
+
+
+def _count_tokens(model: str, events: Sequence[UsageEvent]) -> None:
+    """TokensMetered by model and kind: input and output of chat events, and embedding tokens on their own."""
+    by_kind: dict[str, int] = defaultdict(int)
+    for event in events:
+        if event.kind == UsageKind.EMBEDDING:
+            by_kind["embedding"] += event.total_tokens
+        else:
+            by_kind["input"] += event.input_tokens
+            by_kind["output"] += event.output_tokens
+    for kind, tokens in by_kind.items():
+        if tokens:
+            count(TOKENS_METERED, tokens, model=model, kind=kind)
 
 
 class MeteringService:
@@ -141,7 +161,7 @@ class MeteringService:
         )
         if result.counted:
             count(USAGE_EVENTS_METERED, len(result.counted))
-            count(TOKENS_METERED, sum(e.total_tokens for e in result.counted))
+            _count_tokens(model, result.counted)
         if result.duplicates:
             count(USAGE_EVENTS_DUPLICATE, len(result.duplicates))
         if result.late_invoice_day:

@@ -255,6 +255,9 @@ class UsageEvent(Record):
     output_tokens: int = Field(ge=0, le=10_000_000)
     cached: bool = False
     occurred_at: datetime
+    # The producing request's correlation id (the API request id), so the metering log lines of this event can be
+    # found from the chat's. Not part of what is counted or billed.
+    correlation_id: str = Field(default="", max_length=128)
 
     @property
     def total_tokens(self) -> int:

@@ -10,6 +10,8 @@ import logging
 import os
 import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
@@ -58,6 +60,10 @@ def tag_request(**keys: Any) -> None:
 
 _metrics_lock = threading.Lock()
 
+# Dimension names a metric must never carry: each of their values would be a custom metric of its own (billed per
+# month), and who did what belongs in DynamoDB and the logs, not in CloudWatch metrics.
+FORBIDDEN_DIMENSIONS = frozenset({"tenant", "tenant_id", "key", "key_id", "user", "user_id", "sub", "subject"})
+
 
 def count(name: str, value: float = 1, unit: str = "Count", **dimensions: str) -> None:
     """Add to a custom metric of this invocation. With dimensions (say, model=...) it is also written at once with
@@ -66,8 +72,14 @@ def count(name: str, value: float = 1, unit: str = "Count", **dimensions: str) -
     Locked: Powertools' metric set is a plain dict, and metering meters groups on a thread pool (and the local
     runtime serves requests on many threads). With POWERTOOLS_METRICS_DISABLED (the local runtime) it records
     nothing: nothing would ever flush it, and Powertools prints a full set even when disabled.
-    Dimensions name bounded things (a model, a kind), never a tenant: per-tenant figures live in DynamoDB.
+    Dimensions name bounded things (a model, a kind, a route group), never a tenant: per-tenant figures live in
+    DynamoDB.
     """
+    forbidden = FORBIDDEN_DIMENSIONS.intersection(dimensions)
+    if forbidden:
+        raise ValueError(
+            f"metric {name} may not have the dimensions {sorted(forbidden)}: per-tenant figures live in DynamoDB"
+        )
     if os.environ.get("POWERTOOLS_METRICS_DISABLED", "").lower() == "true":
         return
     with _metrics_lock:
@@ -79,32 +91,62 @@ def count(name: str, value: float = 1, unit: str = "Count", **dimensions: str) -
                 metric.add_dimension(name=dimension, value=dimension_value)
 
 
-# Custom metric names; CloudWatch alarms in stacks/ watch these.
+def correlation_id() -> str:
+    """The id this invocation's log lines carry as correlation_id (the API request's id), or "" when none is set."""
+    return str(logger.get_correlation_id() or "")
+
+
+@contextmanager
+def log_keys(**keys: Any) -> Iterator[None]:
+    """Add keys to the log lines written inside the block (one SQS record's, say), then put back what was there."""
+    saved = _request_keys.get()
+    _request_keys.set({**(saved or {}), **keys})
+    try:
+        yield
+    finally:
+        _request_keys.set(saved)
+
+
+# Custom metric names, emitted with the dimension service=<function id> (and, where noted, a second time with
+# the dimensions named). CloudWatch alarms and dashboards in stacks/monitoring.py watch these.
+# The HTTP doors (chat and stream functions), by route group (the path's first part after /v1: chat, documents, ...).
+REQUESTS = "Requests"  # by route
+REQUEST_LATENCY = "RequestLatency"  # milliseconds, by route
+REQUEST_ERRORS = "RequestErrors"  # 5xx answers, by route
+CHAT_REQUESTS = "ChatRequests"
+RAG_QUERIES = "RAGQueries"  # questions searched in the tenant's documents
+# Models.
 LLM_CALLS = "LLMCalls"  # by model
 LLM_CALL_FAILURES = "LLMCallFailures"  # by model, once per model that failed a request
 LLM_BREAKER_OPENED = "LLMBreakerOpened"  # by model
 LLM_FALLBACKS = "LLMFallbacks"  # by the model fallen back from
 LLM_DEGRADED = "LLMDegraded"  # every model failed: the extractive responder answered
 RESPONSE_CACHE_HITS = "ResponseCacheHits"
+EMBEDDING_FAILURES = "EmbeddingFailures"
+RETRIEVAL_NOTHING_RELEVANT = "RetrievalNothingRelevant"
+RETRIEVAL_MODEL_SAID_UNANSWERED = "RetrievalModelSaidUnanswered"  # passages found, none answered (the model's verdict)
+STREAMS_ABANDONED = "StreamsAbandoned"  # the client went away; the model was read to its end and metered
+# Spend and access control.
 RATE_LIMITED = "RequestsRateLimited"
 BUDGET_REFUSED = "RequestsBudgetRefused"
 ESCALATIONS = "Escalations"
 WEBHOOK_DELIVERIES = "WebhookDeliveries"
 WEBHOOK_DELIVERY_FAILURES = "WebhookDeliveryFailures"
-STREAMS_ABANDONED = "StreamsAbandoned"  # the client went away; the model was read to its end and metered
-CHAT_REQUESTS = "ChatRequests"
-TOKENS_METERED = "TokensMetered"
+# Metering: tokens counted, by model (as billed: a cached answer's apart) and kind (input, output, embedding).
+TOKENS_METERED = "TokensMetered"  # by model and kind
 USAGE_EVENTS_METERED = "UsageEventsMetered"
 USAGE_EVENTS_DUPLICATE = "UsageEventsDuplicate"
 USAGE_EVENTS_LATE = "UsageEventsLate"
 USAGE_EVENTS_PARKED = "UsageEventsParked"
+# Ingestion.
 DOCUMENTS_INGESTED = "DocumentsIngested"
 DOCUMENTS_FAILED = "DocumentsFailed"
+CHUNKS_INGESTED = "ChunksIngested"
 EMBEDDING_TOKENS = "EmbeddingTokens"
-EMBEDDING_FAILURES = "EmbeddingFailures"
-RETRIEVAL_NOTHING_RELEVANT = "RetrievalNothingRelevant"
-RETRIEVAL_MODEL_SAID_UNANSWERED = "RetrievalModelSaidUnanswered"  # passages found, none answered (the model's verdict)
+# Billing.
 INVOICES_CREATED = "InvoicesCreated"
+INVOICED_TOKENS = "InvoicedTokens"  # tokens on the invoices a run created
+INVOICED_TOMANS = "InvoicedTomans"  # their amount
 BILLING_RUN_FAILED = "BillingRunFailed"
 PAYMENTS_REJECTED = "PaymentsRejected"
 RECONCILIATION_MISMATCHES = "ReconciliationMismatches"

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Protocol
 from shared.data.documents import DocumentRepository
 from shared.embeddings import Embedder, EmbeddingError
 from shared.models import Passage
-from shared.observability import EMBEDDING_FAILURES, count, logger
+from shared.observability import EMBEDDING_FAILURES, RAG_QUERIES, count, logger
 from shared.settings import Settings
 from shared.vectors import Hit
 
@@ -78,6 +78,7 @@ class HybridRetriever:
         self._documents = documents
 
     def retrieve(self, tenant_id: str, question: str, top_k: int) -> Retrieval:
+        count(RAG_QUERIES, 1)
         query, tokens, notes = None, 0, []
         try:
             embedded = self._embedder.embed([question])

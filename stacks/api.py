@@ -7,19 +7,43 @@ mode, in front of the stream function: the same app, run by a runtime loop that 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
+import jsii
 from aws_cdk import CfnOutput, Duration
+from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from shared.resources import CORS_ALLOWED_HEADERS, CORS_EXPOSED_HEADERS, physical_name
+from stacks.retention import log_retention, removal_policy
 from stacks.security_checks import Accepted, accept
 from stacks.stage_config import StageConfig
 
 CORS_MAX_AGE = Duration.minutes(10)
+
+# One JSON line a request. requestId is the chat function's correlation_id, which joins a line to the function's
+# own lines (those name the tenant: the app checks keys itself, so there is no authorizer context to log here).
+ACCESS_LOG_FIELDS = {
+    "requestId": "$context.requestId",
+    "requestTime": "$context.requestTime",
+    "routeKey": "$context.routeKey",
+    "method": "$context.httpMethod",
+    "path": "$context.path",
+    "status": "$context.status",
+    "latency": "$context.responseLatency",
+    "integrationLatency": "$context.integrationLatency",
+    "responseLength": "$context.responseLength",
+    "ip": "$context.identity.sourceIp",
+    "userAgent": "$context.identity.userAgent",
+    "integrationStatus": "$context.integrationStatus",
+    "integrationErrorMessage": "$context.integrationErrorMessage",
+    "errorMessage": "$context.error.message",
+}
 
 
 def _http_api_cors(origins: Sequence[str]) -> apigwv2.CorsPreflightOptions | None:
@@ -48,6 +72,22 @@ PUBLIC_FUNCTION_URL = Accepted(
 )
 
 
+@jsii.implements(apigwv2.IAccessLogSettings)
+class _JsonAccessLogs:
+    """ACCESS_LOG_FIELDS as JSON into `log_group` (an interface in CDK, so a class here)."""
+
+    def __init__(self, log_group: logs.ILogGroup) -> None:
+        self._destination = apigwv2.LogGroupLogDestination(log_group)
+
+    @property
+    def destination(self) -> apigwv2.IAccessLogDestination:
+        return self._destination
+
+    @property
+    def format(self) -> apigw.AccessLogFormat:
+        return apigw.AccessLogFormat.custom(json.dumps(ACCESS_LOG_FIELDS))
+
+
 class ChatApi(Construct):
     """`origins`: the pages that may call it from a browser (the stage's `cors_allowed_origins`, the web app)."""
 
@@ -74,6 +114,9 @@ class ChatApi(Construct):
             cors_preflight=_http_api_cors(origins),
         )
         accept(self.http_api, OWN_AUTHORIZATION)
+        self.access_logs = logs.LogGroup(
+            self, "AccessLogs", retention=log_retention(stage), removal_policy=removal_policy(stage)
+        )
         self.stage = apigwv2.HttpStage(
             self,
             "DefaultStage",
@@ -81,6 +124,7 @@ class ChatApi(Construct):
             stage_name="$default",
             auto_deploy=True,
             throttle=apigwv2.ThrottleSettings(rate_limit=stage.api_throttle_rate, burst_limit=stage.api_throttle_burst),
+            access_log_settings=_JsonAccessLogs(self.access_logs),
         )
         # No trailing slash, like the local default (http://127.0.0.1:8000), so paths can be appended as-is.
         self.base_url: str = self.http_api.api_endpoint

@@ -100,7 +100,8 @@ class ServiceStack(Stack):
             },
         )
         # Here rather than beside the topic: stacks/monitoring.py belongs to the monitoring work (move it there).
-        accept(self.monitoring.topic, *ALARM_TOPIC_FINDINGS)
+        for topic in filter(None, (self.monitoring.topic, self.monitoring.notices)):
+            accept(topic, *ALARM_TOPIC_FINDINGS)
 
 
 # CloudWatch alarms publish to the topic as the CloudWatch service, which must be allowed to use the topic's key.

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -131,6 +131,9 @@ class StageConfig(BaseModel):
     api_throttle_rate: int = Field(gt=0)
     api_throttle_burst: int = Field(gt=0)
     alarm_email: str | None = None
+    # "full": every alarm, a composite that pages, two dashboards; "lean": only the alarms that would page, each
+    # notifying directly, no dashboards (idle cost: stacks/monitoring.py).
+    monitoring: Literal["full", "lean"] = "full"
     snap_start: bool = False
     functions: dict[str, FunctionSizing] = Field(default_factory=lambda: dict(DEFAULT_SIZING))
 

@@ -20,7 +20,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from shared.container import FunctionServices
 from shared.metering import GroupKey, MeteringService, parse_event
 from shared.models import UsageEvent
-from shared.observability import logger, metrics, tracer
+from shared.observability import log_keys, logger, metrics, tracer
 
 OUTBOX_DRAIN = "docuchat.outbox-drain"
 services = FunctionServices()
@@ -40,10 +40,19 @@ class GroupedUsageProcessor(BatchProcessor):
         """Raising sends this record (alone) back to the queue and, in the end, to the DLQ."""
         try:
             event = parse_event(record.body)
-            self._metering.validate(event)
         except Exception as error:
-            logger.warning("refused a usage event", extra={"message_id": record.message_id, "reason": str(error)})
+            _refused(record, error)
             raise
+        # The producer's ids on this record's lines: a chat's correlation id finds how its tokens were counted.
+        with log_keys(correlation_id=event.correlation_id, tenant_id=event.tenant_id):
+            try:
+                self._metering.validate(event)
+            except Exception as error:
+                _refused(record, error)
+                raise
+            logger.info(
+                "usage event received", extra={"event_id": event.event_id, "kind": event.kind, "model": event.model}
+            )
         self._parsed.append((record, event))
 
     def process(self) -> list[tuple[Any, ...]]:
@@ -72,6 +81,10 @@ class GroupedUsageProcessor(BatchProcessor):
         except Exception:
             return sys.exc_info()
         return None
+
+
+def _refused(record: SQSRecord, error: Exception) -> None:
+    logger.warning("refused a usage event", extra={"message_id": record.message_id, "reason": str(error)})
 
 
 @logger.inject_lambda_context

@@ -240,16 +240,20 @@ def _file_assets(manifest: Path) -> dict[str, str]:
     return {asset_hash: asset["source"]["path"] for asset_hash, asset in files.items()}
 
 
-def dashboard_body(synthesized: SynthesizedStage) -> str:
+def _dashboard(synthesized: SynthesizedStage, name: str) -> Resource:
+    return synthesized.named(
+        "AWS::CloudWatch::Dashboard", "DashboardName", physical_name(synthesized.stage.name, name)
+    )[1]
+
+
+def dashboard_body(synthesized: SynthesizedStage, name: str) -> str:
     """The dashboard's JSON body with references flattened to text, for looking up what it shows."""
-    _, dashboard = synthesized.one_of_type("AWS::CloudWatch::Dashboard")
-    return json.dumps(props(dashboard)["DashboardBody"])
+    return json.dumps(props(_dashboard(synthesized, name))["DashboardBody"])
 
 
-def dashboard_widgets(synthesized: SynthesizedStage) -> list[dict[str, Any]]:
+def dashboard_widgets(synthesized: SynthesizedStage, name: str) -> list[dict[str, Any]]:
     """The dashboard's widgets, parsed, each reference in them written as ${<logical id or pseudo parameter>}."""
-    _, dashboard = synthesized.one_of_type("AWS::CloudWatch::Dashboard")
-    parts = props(dashboard)["DashboardBody"]["Fn::Join"][1]
+    parts = props(_dashboard(synthesized, name))["DashboardBody"]["Fn::Join"][1]
 
     def text(part: Any) -> str:
         if isinstance(part, str):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from tests.infrastructure.synthesized import SynthesizedStage, props
 from tools import smoke
 
@@ -127,3 +129,26 @@ def test_cors_lets_in_the_stage_origins_and_the_web_app_on_both_doors(synthesize
         assert cors["AllowOrigins"] == [*synthesized.stage.cors_allowed_origins, web_app]
         assert "Authorization" in (cors.get("AllowHeaders") or [])
         assert "X-RateLimit-Remaining" in (cors.get("ExposeHeaders") or [])
+
+
+def test_the_default_stage_writes_json_access_logs_with_the_request_id(synthesized: SynthesizedStage) -> None:
+    # When
+    _, stage = synthesized.one_of_type("AWS::ApiGatewayV2::Stage")
+    settings = props(stage)["AccessLogSettings"]
+    fields = json.loads(settings["Format"])
+    # Then: one JSON line a request, keyed by the request id (the chat function's correlation_id)
+    assert fields["requestId"] == "$context.requestId"
+    for name, variable in {
+        "routeKey": "$context.routeKey",
+        "status": "$context.status",
+        "latency": "$context.responseLatency",
+        "integrationLatency": "$context.integrationLatency",
+        "ip": "$context.identity.sourceIp",
+        "userAgent": "$context.identity.userAgent",
+        "integrationErrorMessage": "$context.integrationErrorMessage",
+    }.items():
+        assert fields[name] == variable, name
+    # And into a log group of its own, kept as long as the stage keeps logs
+    log_group = synthesized.resources[synthesized.target(settings["DestinationArn"])]
+    assert log_group["Type"] == "AWS::Logs::LogGroup"
+    assert props(log_group)["RetentionInDays"] == synthesized.stage.log_retention_days

@@ -54,12 +54,13 @@ class Harness:
         headers: dict[str, str] | None = None,
         query: dict[str, str] | None = None,
         raw_body: str | bytes | None = None,
+        request_id: str | None = None,
     ) -> Response:
         headers = dict(headers or {})
         if key:
             headers["authorization"] = f"Bearer {key}"
         payload = raw_body if raw_body is not None else (json.dumps(body) if body is not None else None)
-        event = http_api_event(method, path, payload, headers, query)
+        event = http_api_event(method, path, payload, headers, query, request_id=request_id)
         return Response(chat_handler.handler(event, LocalLambdaContext("chat")))
 
     def admin(self, method: str, path: str, body: Any = None, query: dict[str, str] | None = None) -> Response:
