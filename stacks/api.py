@@ -20,6 +20,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from shared.resources import CORS_ALLOWED_HEADERS, CORS_EXPOSED_HEADERS, physical_name
+from stacks.lambda_defaults import LOG_GROUP_KEY
 from stacks.retention import log_retention, removal_policy
 from stacks.security_checks import Accepted, accept
 from stacks.stage_config import StageConfig
@@ -117,6 +118,7 @@ class ChatApi(Construct):
         self.access_logs = logs.LogGroup(
             self, "AccessLogs", retention=log_retention(stage), removal_policy=removal_policy(stage)
         )
+        accept(self.access_logs, LOG_GROUP_KEY)
         self.stage = apigwv2.HttpStage(
             self,
             "DefaultStage",
