@@ -8,7 +8,7 @@ from typing import Any
 
 from shared.access.administration import TenantAdministration
 from shared.access.audit import AuditTrail
-from shared.access.authenticator import Authenticator
+from shared.access.authenticator import Authenticator, RecentlyRead
 from shared.access.budgets import BudgetService, TenantBudgets
 from shared.access.limits import RateLimiter
 from shared.access.tokens import JwksCache, TokenVerifier
@@ -152,8 +152,13 @@ class Container:
             tokens,
             self.settings.default_limits,
             self.clock,
-            cache_seconds=self.settings.credential_cache_seconds,
+            recent=self.recent_credentials,
         )
+
+    @lazy
+    def recent_credentials(self) -> RecentlyRead:
+        """Keys and tenants this process trusts for a while; its own revocations and suspensions forget them."""
+        return RecentlyRead(self.settings.credential_cache_seconds)
 
     @lazy
     def rate_limiter(self) -> RateLimiter:
@@ -218,7 +223,9 @@ class Container:
 
     @lazy
     def administration(self) -> TenantAdministration:
-        return TenantAdministration(self.tenants, self.audit, self.outbound.policy, self.clock)
+        return TenantAdministration(
+            self.tenants, self.audit, self.outbound.policy, self.clock, recent=self.recent_credentials
+        )
 
     @lazy
     def audit(self) -> AuditTrail:

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shared.access.audit import AuditTrail
+from shared.access.authenticator import RecentlyRead, key_entry, tenant_entry
 from shared.access.keys import issue_key
 from shared.data.outbound import OutboundPolicy, UnsafeUrl
 from shared.data.tenants import TenantRepository
@@ -24,7 +25,9 @@ class TenantAdministration:
         audit: AuditTrail,
         outbound: OutboundPolicy,
         clock: Callable[[], datetime],
+        recent: RecentlyRead | None = None,
     ) -> None:
+        self._recent = recent if recent is not None else RecentlyRead(0)  # what this process's requests trust
         self._tenants = tenants
         self._audit = audit
         self._outbound = outbound
@@ -55,6 +58,7 @@ class TenantAdministration:
             self._tenants.release_issuer(current.jwt.issuer, tenant_id)
         tenant = Tenant.model_validate({**current.model_dump(), **updates})
         self._tenants.update(tenant)
+        self._recent.forget(tenant_entry(tenant_id))
         details = {name: value for name, value in updates.items() if name != "jwt"}
         if "jwt" in updates:
             details["jwt"] = tenant.jwt.model_dump() if tenant.jwt else None
@@ -112,5 +116,6 @@ class TenantAdministration:
             raise InvalidInput(f"grace_seconds must be 0 to {int(MAX_GRACE.total_seconds())}", param="grace_seconds")
         at = self._clock() + grace
         self._tenants.revoke_key(tenant_id, key_id, at)
+        self._recent.forget(key_entry(tenant_id, key_id))
         self._audit.record(actor, "key.revoked", key_id, tenant_id, effective_at=at.isoformat())
         return at

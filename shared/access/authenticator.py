@@ -2,7 +2,8 @@
 
 A key costs one consistent GetItem for itself and one for its tenant, and a warm function keeps both for
 `credential_cache_seconds` (DOCUCHAT_CREDENTIAL_CACHE_SECONDS; 30 in the stages, 0 = read every time). So a
-revoked key, or a suspended tenant, is refused by every function within that long: the price of two fewer
+revoked key, or a suspended tenant, is refused by every function within that long (at once by the one that
+revoked or suspended it, which forgets what it kept): the price of two fewer
 DynamoDB calls on every request (docs/decisions/0017-warm-path.md). Expiry is checked on every request against
 the clock. `last_used_at` is written at most every LAST_USED_EVERY, so keeping it costs about nothing.
 """
@@ -28,6 +29,14 @@ RECENT_ENTRIES = 10_000  # keys and tenants a warm function remembers at most (a
 T = TypeVar("T")
 
 
+def key_entry(tenant_id: str, key_id: str) -> tuple[str, str, str]:
+    return ("key", tenant_id, key_id)
+
+
+def tenant_entry(tenant_id: str) -> tuple[str, str]:
+    return ("tenant", tenant_id)
+
+
 class RecentlyRead:
     """Values read in the last `seconds`, by key: what a warm function does not read again yet."""
 
@@ -47,6 +56,11 @@ class RecentlyRead:
         self.put(key, value, now)
         return value
 
+    def forget(self, key: Hashable) -> None:
+        """The next `get` reads again (this process changed it: a revocation, a suspension)."""
+        with self._lock:
+            self._values.pop(key, None)
+
     def put(self, key: Hashable, value: object, at: float | None = None) -> None:
         if self._seconds <= 0:
             return
@@ -64,9 +78,9 @@ class Authenticator:
         tokens: TokenVerifier,
         default_limits: Limits,
         clock: Callable[[], datetime],
-        cache_seconds: float = 0,
+        recent: RecentlyRead | None = None,
     ) -> None:
-        self._recent = RecentlyRead(cache_seconds)
+        self._recent = recent if recent is not None else RecentlyRead(0)
         self._tenants = tenants
         self._admin_key = admin_key
         self._tokens = tokens
@@ -89,7 +103,7 @@ class Authenticator:
         if not match:
             raise Unauthorized("invalid API key")
         tenant_id, key_id, _secret = match.groups()
-        record = self._recent.get(("key", tenant_id, key_id), lambda: self._tenants.get_key(tenant_id, key_id))
+        record = self._recent.get(key_entry(tenant_id, key_id), lambda: self._tenants.get_key(tenant_id, key_id))
         if record is None or not hmac.compare_digest(record.key_hash, hash_key(presented)):
             raise Unauthorized("invalid API key")
         now = self._clock()
@@ -100,7 +114,7 @@ class Authenticator:
         tenant = self._active(tenant_id)
         if record.last_used_at is None or now - record.last_used_at >= LAST_USED_EVERY:
             self._tenants.touch_key(tenant_id, key_id, now, not_since=now - LAST_USED_EVERY)
-            self._recent.put(("key", tenant_id, key_id), record.model_copy(update={"last_used_at": now}))
+            self._recent.put(key_entry(tenant_id, key_id), record.model_copy(update={"last_used_at": now}))
         return Principal(
             tenant_id=tenant_id,
             key_id=key_id,
@@ -121,7 +135,7 @@ class Authenticator:
         )
 
     def _active(self, tenant_id: str) -> Tenant:
-        tenant = self._recent.get(("tenant", tenant_id), lambda: self._tenants.get(tenant_id))
+        tenant = self._recent.get(tenant_entry(tenant_id), lambda: self._tenants.get(tenant_id))
         if tenant is None or tenant.status != TenantStatus.ACTIVE:
             raise Forbidden("this tenant is suspended")
         return tenant

@@ -35,6 +35,8 @@ def _set_environment(
         "DOCUCHAT_ADMIN_KEY": ADMIN_KEY,
         "DOCUCHAT_ZIBAL_BASE_URL": zibal.base_url,
         "DOCUCHAT_PUBLIC_BASE_URL": "https://api.docuchat.test",
+        # Tests revoke a key or suspend a tenant and check the next request at once; the cache has tests of its own.
+        "DOCUCHAT_CREDENTIAL_CACHE_SECONDS": "0",
     }
     if dynamodb_endpoint_url:
         values["DOCUCHAT_DYNAMODB_ENDPOINT_URL"] = dynamodb_endpoint_url

@@ -10,6 +10,7 @@ import pytest
 from local.fake_zibal import FakeZibal
 from shared.billing import invoice_id_for
 from shared.models import Invoice, InvoiceStatus
+from shared.observability import PAYMENTS_REJECTED
 from tests.support.harness import Harness, Response
 from tests.support.usage import DAY, bill, emails_to, metered, requests
 
@@ -147,7 +148,10 @@ def test_a_claimed_success_that_zibal_does_not_confirm_is_counted_as_rejected(
     harness: Harness, invoice: Invoice, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rejected: list[int] = []
-    monkeypatch.setattr("shared.observability.metrics.add_metric", lambda **kw: rejected.append(kw["value"]))
+    monkeypatch.setattr(
+        "shared.observability.metrics.add_metric",
+        lambda **kw: rejected.append(kw["value"]) if kw["name"] == PAYMENTS_REJECTED else None,
+    )
     forged = {"trackId": str(invoice.payment_track_id), "orderId": invoice.invoice_id, "success": "1"}
     assert callback(harness, forged).status == 400
     assert rejected == [1]

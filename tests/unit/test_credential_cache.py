@@ -45,3 +45,10 @@ def test_different_keys_are_kept_apart() -> None:
     assert recent.get(("key", "t1", "k1"), lambda: "one") == "one"
     assert recent.get(("key", "t1", "k2"), lambda: "two") == "two"
     assert recent.get(("key", "t1", "k1"), lambda: "changed") == "one"
+
+
+def test_what_this_process_changed_is_read_again_at_once() -> None:
+    recent = RecentlyRead(30, Clock())
+    recent.get(("key", "t1", "k1"), lambda: "active")
+    recent.forget(("key", "t1", "k1"))  # this process revoked it
+    assert recent.get(("key", "t1", "k1"), lambda: "revoked") == "revoked"
