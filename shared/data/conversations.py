@@ -19,7 +19,13 @@ class ConversationRepository:
         self._table = table
 
     def append(self, conversation: Conversation, new_messages: list[Message], expires_at: datetime) -> None:
-        """Save the conversation header and its new messages in one transaction."""
+        """Save the conversation header and its new messages in one batch write.
+
+        Not a transaction: a transaction bills each item twice, and nothing needs the items to land together.
+        Every write is a Put of a fixed key, so a retry writes the same items again, and a write cut short
+        leaves either a header whose new messages are missing (the conversation reads as it was) or messages
+        without a new header (a new conversation nobody can find, gone by TTL). Decision 19.
+        """
         expiry = int(expires_at.timestamp())
         header = {
             "pk": conversation.tenant_id,
@@ -31,7 +37,7 @@ class ConversationRepository:
             "expires_at": expiry,
         }
         offset = len(conversation.messages)
-        writes = [{"Put": {"TableName": self._table, "Item": to_item(header)}}]
+        writes = [{"PutRequest": {"Item": to_item(header)}}]
         for position, message in enumerate(new_messages, start=offset):
             item = {
                 "pk": conversation.tenant_id,
@@ -39,8 +45,8 @@ class ConversationRepository:
                 **message.model_dump(mode="json"),
                 "expires_at": expiry,
             }
-            writes.append({"Put": {"TableName": self._table, "Item": to_item(item)}})
-        self._db.transact_write_items(TransactItems=writes)
+            writes.append({"PutRequest": {"Item": to_item(item)}})
+        batch_write(self._db, self._table, writes)
 
     def get(self, tenant_id: str, conversation_id: str) -> Conversation | None:
         key = to_item({"pk": tenant_id, "sk": HEADER_PREFIX + conversation_id})

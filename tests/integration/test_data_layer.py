@@ -179,3 +179,42 @@ def test_a_conversation_keeps_its_messages_in_order_until_deleted(tables: tuple[
     assert conversations.get("t9999999999", "c1") is None  # another tenant's key finds nothing
     assert conversations.delete(TENANT, "c1") is True
     assert conversations.get(TENANT, "c1") is None and conversations.delete(TENANT, "c1") is False
+
+
+class ThrottlingFirstBatch:
+    """A DynamoDB client whose first BatchWriteItem writes one item and hands the rest back as unprocessed,
+    the way DynamoDB answers a throttled batch."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.batches = 0
+
+    def batch_write_item(self, RequestItems: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+        self.batches += 1
+        if self.batches > 1:
+            return self._client.batch_write_item(RequestItems=RequestItems)
+        ((table, requests),) = RequestItems.items()
+        self._client.batch_write_item(RequestItems={table: requests[:1]})
+        return {"UnprocessedItems": {table: requests[1:]}}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def test_a_turn_written_in_a_throttled_batch_lands_whole_and_a_repeated_write_changes_nothing(
+    tables: tuple[Any, dict[str, str]],
+) -> None:
+    client, env = tables
+    throttled = ThrottlingFirstBatch(client)
+    conversations = ConversationRepository(throttled, env["DOCUCHAT_CONVERSATIONS_TABLE"])
+    conversation = Conversation(tenant_id=TENANT, conversation_id="c2", title="hi", created_at=NOW, updated_at=NOW)
+    turn = [
+        Message(role="user", content="q1", created_at=NOW),
+        Message(role="assistant", content="a1", created_at=NOW),
+    ]
+    conversations.append(conversation, turn, NOW + timedelta(days=30))
+    assert throttled.batches == 2  # what came back unprocessed was written again
+    conversations.append(conversation, turn, NOW + timedelta(days=30))  # a retried request writes the same keys
+
+    stored = conversations.get(TENANT, "c2")
+    assert stored is not None and [m.content for m in stored.messages] == ["q1", "a1"]
