@@ -133,6 +133,7 @@ class Container:
             dimensions=self.embedder.dimensions,
             cache_rows=self.settings.index_cache_rows,
             write_concurrency=self.settings.vector_write_concurrency,
+            version_trust_seconds=self.settings.index_trust_seconds,
         )
 
     # Services

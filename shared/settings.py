@@ -124,11 +124,14 @@ class Settings(BaseSettings):
     retrieval_min_keyword_coverage: float = Field(
         0.5, ge=0, le=1, validation_alias=_env("DOCUCHAT_RETRIEVAL_MIN_KEYWORD_COVERAGE")
     )
+    # How long a warm function trusts a key and a tenant it has read: how long a revocation may take to bite.
+    credential_cache_seconds: float = Field(0, ge=0, le=300, validation_alias=_env("DOCUCHAT_CREDENTIAL_CACHE_SECONDS"))
+    # How long a warm function uses a tenant's index without re-reading its manifest version: how long a new
+    # document may take to answer there (decision 17).
+    index_trust_seconds: float = Field(0, ge=0, le=60, validation_alias=_env("DOCUCHAT_INDEX_TRUST_SECONDS"))
     # Rows of warm per-tenant indexes one chat process keeps (~1.9 KB a row at 1,536 dimensions, plus ~8 bytes a
     # distinct term a chunk). A tenant with more is refused (503 index_too_large) rather than let run the function
     # out of memory; stacks/stage_config.py sets it from the chat functions' memory (docs/decisions/0011).
-    # How long a warm function trusts a key and a tenant it has read: how long a revocation may take to bite.
-    credential_cache_seconds: float = Field(0, ge=0, le=300, validation_alias=_env("DOCUCHAT_CREDENTIAL_CACHE_SECONDS"))
     index_cache_rows: int = Field(150_000, ge=1_000, validation_alias=_env("DOCUCHAT_INDEX_CACHE_ROWS"))
     # Manifest updates compaction makes at once (moto's DynamoDB is not thread-safe: the tests set 1).
     vector_write_concurrency: int = Field(8, ge=1, le=64, validation_alias=_env("DOCUCHAT_VECTOR_WRITE_CONCURRENCY"))

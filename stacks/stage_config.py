@@ -65,6 +65,8 @@ class FunctionSizing(BaseModel):
 INDEX_FUNCTIONS = ("chat", "stream")
 # How long a warm function trusts a key and its tenant once read: a revocation bites within it (shared/access).
 CREDENTIAL_CACHE_SECONDS = 30
+# How long a warm function uses a tenant's index without re-reading its manifest: a new document answers within it.
+INDEX_TRUST_SECONDS = 5
 # What a function needs besides its indexes: Python, the app and its clients (~150 MB at rest), a request's work,
 # a refresh's new flat part.
 INDEX_RESERVE_MB = 512
@@ -204,6 +206,7 @@ class StageConfig(BaseModel):
             "DOCUCHAT_DEFAULT_LIMITS": self.default_limits.model_dump_json(),
             "DOCUCHAT_AUDIT_RETENTION_DAYS": str(self.audit_retention_days),
             "DOCUCHAT_CREDENTIAL_CACHE_SECONDS": str(CREDENTIAL_CACHE_SECONDS),
+            "DOCUCHAT_INDEX_TRUST_SECONDS": str(INDEX_TRUST_SECONDS),
             "DOCUCHAT_PRICES": json.dumps(self.prices_tomans_per_1k_tokens, sort_keys=True),
             "DOCUCHAT_BILLING_TIMEZONE": self.billing_timezone,
             "DOCUCHAT_MAIL_SENDER": self.mail_sender,

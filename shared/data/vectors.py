@@ -33,6 +33,7 @@ import ctypes
 import io
 import itertools
 import threading
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -169,6 +170,8 @@ class S3VectorStore:
         dimensions: int,
         cache_rows: int = 150_000,
         write_concurrency: int = 8,
+        version_trust_seconds: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._db = dynamodb
         self._table = table
@@ -177,6 +180,9 @@ class S3VectorStore:
         self._model = model
         self._dimensions = dimensions
         self._cache = _IndexCache(cache_rows)
+        # How long a warm index is used without reading the manifest's version again (decision 17).
+        self.version_trust_seconds = version_trust_seconds
+        self._clock = clock
         self.write_concurrency = write_concurrency  # compaction's manifest updates at once (moto: 1)
         # When compaction is due, and when it partitions (attributes, so tests can make them small).
         self.compact_min_documents = COMPACT_MIN_DOCUMENTS
@@ -324,17 +330,26 @@ class S3VectorStore:
 
         Indexes are immutable once built, so searches share them freely; a refresh builds a new one. One thread
         loads a tenant at a time: the others wait for its result instead of fetching the same segments again.
+
+        An index whose version was confirmed less than `version_trust_seconds` ago (DOCUCHAT_INDEX_TRUST_SECONDS)
+        is used without reading the manifest: a new document then answers that much later in a warm function. A
+        removed document is not cited meanwhile: its chunks' text is deleted with it, and retrieval drops a
+        passage whose text is gone.
         """
-        version = self.manifest_version(tenant_id)
+        now = self._clock()
         cached = self._cache.get(tenant_id)
-        if cached is not None and cached[0] >= version:
-            return cached[1]
+        if cached is not None and now - cached.confirmed_at < self.version_trust_seconds:
+            return cached.index
+        version = self.manifest_version(tenant_id)
+        if cached is not None and cached.version >= version:
+            self._cache.confirm(tenant_id, now)
+            return cached.index
         with self._cache.loading(tenant_id):
             cached = self._cache.get(tenant_id)
-            if cached is not None and cached[0] >= version:  # loaded by another thread while this one waited
-                return cached[1]
-            index = self._load(tenant_id, cached[1] if cached else None)
-            self._cache.put(tenant_id, version, index)
+            if cached is not None and cached.version >= version:  # loaded by another thread while this one waited
+                return cached.index
+            index = self._load(tenant_id, cached.index if cached else None)
+            self._cache.put(tenant_id, version, index, now)
             return index
 
     def head(self, tenant_id: str) -> dict[str, int]:
@@ -639,6 +654,13 @@ class Superseded(Exception):
     """A file named by the manifest is gone: a newer generation, or a compaction, replaced it."""
 
 
+@dataclass(frozen=True)
+class _Cached:
+    version: int  # the manifest version the index was built at
+    index: TenantIndex
+    confirmed_at: float  # when the manifest was last read and still had this version (monotonic seconds)
+
+
 class _IndexCache:
     """Warm indexes by tenant, least recently used evicted first once they hold more than `max_rows` rows.
 
@@ -647,11 +669,11 @@ class _IndexCache:
 
     def __init__(self, max_rows: int) -> None:
         self._max_rows = max_rows
-        self._entries: OrderedDict[str, tuple[int, TenantIndex]] = OrderedDict()
+        self._entries: OrderedDict[str, _Cached] = OrderedDict()
         self._lock = threading.Lock()
         self._loading: dict[str, threading.Lock] = {}
 
-    def get(self, tenant_id: str) -> tuple[int, TenantIndex] | None:
+    def get(self, tenant_id: str) -> _Cached | None:
         with self._lock:
             entry = self._entries.get(tenant_id)
             if entry is not None:
@@ -675,18 +697,25 @@ class _IndexCache:
             while others and self._held(exclude=tenant_id) + rows > self._max_rows:
                 self._entries.pop(others.pop(0))
 
-    def put(self, tenant_id: str, version: int, index: TenantIndex) -> None:
+    def confirm(self, tenant_id: str, at: float) -> None:
+        """The manifest still has the cached version, as read at `at`."""
         with self._lock:
             held = self._entries.get(tenant_id)
-            if held is not None and held[0] > version:
+            if held is not None:
+                self._entries[tenant_id] = _Cached(held.version, held.index, max(held.confirmed_at, at))
+
+    def put(self, tenant_id: str, version: int, index: TenantIndex, confirmed_at: float) -> None:
+        with self._lock:
+            held = self._entries.get(tenant_id)
+            if held is not None and held.version > version:
                 return  # a newer version is cached already: never step back
-            self._entries[tenant_id] = (version, index)
+            self._entries[tenant_id] = _Cached(version, index, confirmed_at)
             self._entries.move_to_end(tenant_id)
             while len(self._entries) > 1 and self._held() > self._max_rows:
                 self._entries.popitem(last=False)
 
     def _held(self, exclude: str | None = None) -> int:
-        return sum(index.held_rows for tenant, (_, index) in self._entries.items() if tenant != exclude)
+        return sum(entry.index.held_rows for tenant, entry in self._entries.items() if tenant != exclude)
 
 
 def _release_freed_memory() -> None:

@@ -37,6 +37,8 @@ def _set_environment(
         "DOCUCHAT_PUBLIC_BASE_URL": "https://api.docuchat.test",
         # Tests revoke a key or suspend a tenant and check the next request at once; the cache has tests of its own.
         "DOCUCHAT_CREDENTIAL_CACHE_SECONDS": "0",
+        # Tests upload a document and ask about it at once; the trust has tests of its own.
+        "DOCUCHAT_INDEX_TRUST_SECONDS": "0",
     }
     if dynamodb_endpoint_url:
         values["DOCUCHAT_DYNAMODB_ENDPOINT_URL"] = dynamodb_endpoint_url

@@ -201,6 +201,50 @@ def test_the_warm_index_is_reused_until_the_manifest_version_moves(
     assert len([k for k in fetched if k.startswith("vectors/") and "/part-" not in k]) == 2
 
 
+def test_a_trusted_warm_index_skips_the_manifest_read_and_a_new_document_answers_once_the_trust_ends(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a warm function that trusts a tenant's index for 5 s (the stacks' DOCUCHAT_INDEX_TRUST_SECONDS)
+    store = harness.container.vectors
+    now = [1000.0]
+    monkeypatch.setattr(store, "version_trust_seconds", 5.0)
+    monkeypatch.setattr(store, "_clock", lambda: now[0])
+    _, key = harness.new_tenant()
+    handbook = harness.call("POST", "/v1/documents", {"title": "Handbook", "text": HANDBOOK}, key=key).json
+    harness.drain("ingestion")
+    reads: list[str] = []
+    record = lambda params, **_: reads.append(params.get("Key", {}).get("sk", {}).get("S", ""))  # noqa: E731
+    events = harness.container.aws.dynamodb.meta.events
+
+    def ask(question: str, seconds_later: float) -> tuple[list[str], int]:
+        """The titles cited, and how often the chat read the manifest."""
+        now[0] += seconds_later
+        reads.clear()
+        events.register("before-parameter-build.dynamodb.GetItem", record)
+        try:
+            answer = harness.call("POST", "/v1/chat", {"message": question}, key=key).json
+        finally:
+            events.unregister("before-parameter-build.dynamodb.GetItem", record)
+        return [c["title"] for c in answer["citations"]], reads.count(MANIFEST_SK)
+
+    titles, manifest_reads = ask("How many days of annual leave?", 0)
+    assert "Handbook" in titles and manifest_reads == 1  # the index loads
+    assert ask("How many days of annual leave?", 2)[1] == 0  # within the trust: no read
+
+    # When a new document is ready while the index is trusted, it answers once the trust has run out
+    harness.call("POST", "/v1/documents", {"title": "Travel", "text": "Book trains for trips under 500 km."}, key=key)
+    harness.drain("ingestion")
+    titles, manifest_reads = ask("Should I book trains for short trips?", 1)
+    assert "Travel" not in titles and manifest_reads == 0
+    titles, manifest_reads = ask("Should I book trains for short trips?", 5)
+    assert titles[0] == "Travel" and manifest_reads == 1
+
+    # And a document deleted while the index is trusted is not cited: its chunks' text is gone with it
+    assert harness.call("DELETE", f"/v1/documents/{handbook['document_id']}", key=key).status == 204
+    titles, manifest_reads = ask("How many days of annual leave?", 1)
+    assert "Handbook" not in titles and manifest_reads == 0
+
+
 def test_many_threads_asking_for_a_cold_index_load_it_once(
     any_harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
