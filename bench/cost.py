@@ -14,6 +14,7 @@ pages before quoting a bill.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import re
 import subprocess
@@ -30,6 +31,8 @@ GOALS = {"dev_idle_usd_per_month": 3.0, "prod_idle_usd_per_month": 10.0, "usd_pe
 GOAL_CLUSTER_TIMES_PROD_IDLE = 30
 SECONDS_PER_MONTH = 30 * 24 * 3600
 HOURS_PER_MONTH = 730
+# The chat memories whose prod cost is reported beside the stage's own (decision 19's choice).
+CHAT_MEMORY_CHOICES_MB = (1024, 1769, 3072)
 
 # AWS list prices, us-east-1, on-demand, as published in 2025 (AWS's pricing pages for each service); the
 # stages' region (eu-central-1) is about 10-20% higher for most lines. Not fetched: no internet here.
@@ -152,9 +155,15 @@ def per_million_chats(stage: Stage, warm: dict[str, Any], metering: dict[str, An
     )
     calls = warm["aws_calls_by_operation"]
     items = warm.get("dynamodb_items_per_chat", {})
-    # Writes: an UpdateItem of a small item is 1 unit; each item of a transaction 2. Reads: a consistent GetItem
-    # 1 unit, a batch's eventually consistent reads half a unit a key (items under 4 KB).
-    writes = calls.get("dynamodb.UpdateItem", 0) + 2 * items.get("transaction_write_items", 0)
+    # Writes: a PutItem or UpdateItem of an item under 1 KB is 1 unit, and so is each item of a batch write; each
+    # item of a transaction 2. Reads: a consistent GetItem 1 unit, a batch's eventually consistent reads half a
+    # unit a key (items under 4 KB). A conversation's answer and the cached answer are about 1 KB each.
+    writes = (
+        calls.get("dynamodb.UpdateItem", 0)
+        + calls.get("dynamodb.PutItem", 0)
+        + items.get("batch_write_items", 0)
+        + 2 * items.get("transaction_write_items", 0)
+    )
     reads = calls.get("dynamodb.GetItem", 0) + 0.5 * items.get("batch_get_keys", 0)
     spread = metering["results"]["dynamodb_local"]["spread"]
     metering_writes = 2 * spread["items_written_per_event"] * USAGE_EVENTS_PER_CHAT  # all transactional
@@ -178,6 +187,29 @@ def per_million_chats(stage: Stage, warm: dict[str, Any], metering: dict[str, An
     }
 
 
+def with_chat_memory(stage: Stage, memory_mb: int) -> Stage:
+    """The stage as it would be with the chat function at `memory_mb` (cdk.json: functions.chat.memory_mb)."""
+    resources = copy.deepcopy(stage.resources)
+    for resource in resources.values():
+        props = resource.get("Properties", {})
+        if resource.get("Type") == "AWS::Lambda::Function" and str(props.get("FunctionName", "")).endswith("-chat"):
+            props["MemorySize"] = memory_mb
+    return Stage(stage.name, resources)
+
+
+def chat_memory_choices(stage: Stage, warm: dict[str, Any], metering: dict[str, Any]) -> dict[str, Any]:
+    """Prod's idle month and a million chats at other chat memories: SnapStart caches the whole memory, and the
+    chat function's duration bills by it. Less memory holds smaller tenants (decision 11: ~1.9 KB a row)."""
+    choices = {}
+    for memory_mb in CHAT_MEMORY_CHOICES_MB:
+        variant = with_chat_memory(stage, memory_mb)
+        choices[str(memory_mb)] = {
+            "idle_usd_per_month": round(sum(idle_lines(variant).values()), 2),
+            "usd_per_million_chats": round(sum(per_million_chats(variant, warm, metering).values()), 2),
+        }
+    return choices
+
+
 def rounded(lines: dict[str, float]) -> dict[str, float]:
     return {name: round(value, 3) for name, value in lines.items()}
 
@@ -195,6 +227,8 @@ def run(out: Path | None) -> dict[str, Any]:
             "usd_per_million_chats": round(sum(chats.values()), 2),
             "per_million_chats_lines": rounded(chats),
         }
+        if name == "prod":
+            stages[name]["at_other_chat_memory_mb"] = chat_memory_choices(stage, warm, metering)
     cluster = round(sum(CLUSTER.values()), 2)
     prod_idle = stages["prod"]["idle_usd_per_month"]
     report = {
