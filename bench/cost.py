@@ -57,8 +57,11 @@ PRICES: dict[str, float] = {
 # Lambda polls each SQS queue it reads with long polls of 20 s from five pollers while it is idle.
 IDLE_POLLERS_PER_QUEUE = 5
 LONG_POLL_SECONDS = 20
-# What a chat logs (JSON lines and the EMF metrics' lines), measured from the local runtime's logs: ~2 KB.
-LOG_BYTES_PER_CHAT = 2_000
+# What a chat logs besides the function's own lines (measured by bench/warm.py as `log_bytes_per_chat`): Lambda's
+# START/END/REPORT lines (~350 bytes with X-Ray's trace id), and the API's JSON access line (stacks/api.py's
+# ACCESS_LOG_FIELDS, ~450 bytes with a browser's user agent).
+PLATFORM_LOG_BYTES_PER_CHAT = 350
+ACCESS_LOG_BYTES_PER_CHAT = 450
 XRAY_SAMPLED_SHARE = 0.05  # X-Ray's default rule past its first request a second
 USAGE_EVENTS_PER_CHAT = 2  # the answer's tokens and the question's embedding
 # The cluster it replaces (../shared/seeds: EKS, the API's 2-10 replicas, Postgres with pgvector and Redis on
@@ -148,6 +151,12 @@ def idle_lines(stage: Stage) -> dict[str, float]:
     }
 
 
+def log_bytes_per_chat(warm: dict[str, Any]) -> int:
+    """The function's own log lines as measured (2 KB if the report predates the measure), Lambda's and the API's."""
+    own = int(warm.get("log_bytes_per_chat", 2_000 - PLATFORM_LOG_BYTES_PER_CHAT - ACCESS_LOG_BYTES_PER_CHAT))
+    return own + PLATFORM_LOG_BYTES_PER_CHAT + ACCESS_LOG_BYTES_PER_CHAT
+
+
 def per_million_chats(stage: Stage, warm: dict[str, Any], metering: dict[str, Any]) -> dict[str, float]:
     functions = [r["Properties"] for r in stage.of_type("AWS::Lambda::Function")]
     chat_memory_gb = next(
@@ -182,7 +191,7 @@ def per_million_chats(stage: Stage, warm: dict[str, Any], metering: dict[str, An
         "metering_function": million
         * (PRICES["lambda_request"] / metering["batch_size"] + 0.05 * 0.5 * PRICES["lambda_gb_second_arm"]),
         "dynamodb_metering": million * metering_writes * PRICES["dynamodb_write_request_unit"],
-        "logs": million * LOG_BYTES_PER_CHAT / 1e9 * PRICES["logs_ingested_gb"],
+        "logs": million * log_bytes_per_chat(warm) / 1e9 * PRICES["logs_ingested_gb"],
         "xray": million * XRAY_SAMPLED_SHARE * PRICES["xray_trace_recorded"],
     }
 
@@ -236,7 +245,7 @@ def run(out: Path | None) -> dict[str, Any]:
         "prices": {"as_of": PRICES_AS_OF, **PRICES},
         "assumptions": {
             "idle_pollers_per_queue": IDLE_POLLERS_PER_QUEUE,
-            "log_bytes_per_chat": LOG_BYTES_PER_CHAT,
+            "log_bytes_per_chat": log_bytes_per_chat(warm),
             "xray_sampled_share": XRAY_SAMPLED_SHARE,
             "usage_events_per_chat": USAGE_EVENTS_PER_CHAT,
             "chat_duration": "bench/results/warm.json p50_ms: the function's own time, not waiting for the model",

@@ -12,10 +12,13 @@ counted on botocore's `before-call` event of the function's own clients, per cha
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import logging
 import os
 import platform
 import statistics
+import sys
 import threading
 import time
 from collections import Counter
@@ -125,30 +128,73 @@ class Counted:
         }
 
 
+class CountingStream(io.TextIOBase):
+    """Standard output, counted: what the function writes there (logs and EMF metrics) is what CloudWatch
+    Logs ingests and bills."""
+
+    def __init__(self, target: Any) -> None:
+        self.target = target
+        self.bytes = 0
+
+    def write(self, text: str) -> int:
+        self.bytes += len(text.encode())
+        return int(self.target.write(text))
+
+    def flush(self) -> None:
+        self.target.flush()
+
+
+@contextmanager
+def counting_stdout() -> Iterator[CountingStream]:
+    """sys.stdout and every logging handler writing to it, counted (Powertools' logger keeps its own reference)."""
+    original = sys.stdout
+    counter = CountingStream(original)
+    loggers = [logging.getLogger(), *(logging.getLogger(name) for name in logging.root.manager.loggerDict)]
+    handlers = [
+        h
+        for logger in loggers
+        for h in logger.handlers
+        if isinstance(h, logging.StreamHandler) and h.stream is original
+    ]
+    sys.stdout = counter
+    for handler in handlers:
+        handler.stream = counter
+    try:
+        yield counter
+    finally:
+        sys.stdout = original
+        for handler in handlers:
+            handler.stream = original
+
+
 def measure(
     handler: Any, api_key: str, clock: ModelClock, counted: Counted, question: Callable[[int], str], chats: int
 ) -> dict[str, Any]:
-    """`chats` chats after a warm-up: their own time (without the model's), AWS calls and DynamoDB items."""
+    """`chats` chats after a warm-up: their own time (without the model's), AWS calls, DynamoDB items, and the
+    bytes they log."""
     context = LocalLambdaContext("chat")
     own_ms: list[float] = []
-    for n in range(WARMUP + chats):
-        if n == WARMUP:
-            counted.clear()
-        body = json.dumps({"message": question(n)})
-        event = http_api_event("POST", "/v1/chat", body, {"authorization": f"Bearer {api_key}"})
-        clock.take()
-        started = time.perf_counter()
-        response = handler.handler(event, context)
-        wall = time.perf_counter() - started
-        if response["statusCode"] != 200:
-            raise RuntimeError(f"chat answered {response['statusCode']}: {response.get('body')}")
-        if n >= WARMUP:
-            own_ms.append((wall - clock.take()) * 1000)
+    with counting_stdout() as logged:
+        for n in range(WARMUP + chats):
+            if n == WARMUP:
+                counted.clear()
+                logged.bytes = 0
+            body = json.dumps({"message": question(n)})
+            event = http_api_event("POST", "/v1/chat", body, {"authorization": f"Bearer {api_key}"})
+            clock.take()
+            started = time.perf_counter()
+            response = handler.handler(event, context)
+            wall = time.perf_counter() - started
+            if response["statusCode"] != 200:
+                raise RuntimeError(f"chat answered {response['statusCode']}: {response.get('body')}")
+            if n >= WARMUP:
+                own_ms.append((wall - clock.take()) * 1000)
     return {
         "chats": chats,
         "p50_ms": round(statistics.median(own_ms), 2),
         "p99_ms": round(percentile(own_ms, 0.99), 2),
         **counted.per_chat(chats),
+        "log_bytes_per_chat": round(logged.bytes / chats),
     }
 
 
