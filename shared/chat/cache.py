@@ -37,10 +37,16 @@ class CachedAnswer:
     output_tokens: int
 
 
+@dataclass(frozen=True)
+class CacheEntry:
+    tenant_id: str
+    key: str
+    fields: dict[str, object]
+    expires_at: datetime
+
+
 class CacheStore(Protocol):
     def get(self, tenant_id: str, key: str, now: datetime) -> dict[str, object] | None: ...
-
-    def put(self, tenant_id: str, key: str, entry: dict[str, object], expires_at: datetime) -> None: ...
 
 
 def normalised_question(question: str) -> str:
@@ -90,16 +96,14 @@ class ResponseCache:
             output_tokens=int(str(entry["output_tokens"])),
         )
 
-    def put(self, tenant_id: str, key: str, answer: CachedAnswer) -> None:
+    def entry(self, tenant_id: str, key: str, answer: CachedAnswer) -> CacheEntry | None:
+        """What to keep of a new answer (None with the cache off): written with the conversation's turn."""
         if not self.enabled:
-            return
-        entry: dict[str, object] = {
+            return None
+        fields: dict[str, object] = {
             "text": answer.text,
             "model": answer.model,
             "input_tokens": answer.input_tokens,
             "output_tokens": answer.output_tokens,
         }
-        try:
-            self._store.put(tenant_id, key, entry, self._clock() + self._ttl)
-        except Exception as error:  # the answer is given either way
-            logger.warning("response cache write failed", extra={"error": str(error)})
+        return CacheEntry(tenant_id, key, fields, self._clock() + self._ttl)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from shared.access.budgets import BudgetService, Reservation
-from shared.chat.cache import CachedAnswer, ResponseCache, cache_key
+from shared.chat.cache import CachedAnswer, CacheEntry, ResponseCache, cache_key
 from shared.chat.followups import QueryRewriter, Rewrite
 from shared.chat.prompts import rag_messages
 from shared.chat.responders import (
@@ -126,6 +126,7 @@ class _Turn:
     decision: Decision
     reservation: Reservation | None
     metered_tokens: int = 0  # what _meter has sent for this turn: what its reservation settles to
+    cache_entry: CacheEntry | None = None  # a new answer for the response cache, saved with the turn
 
 
 class ChatService:
@@ -288,7 +289,10 @@ class ChatService:
                 return
             text = "".join(pieces).strip()
             input_tokens, output_tokens = usage_or_estimate(usage, request, text)
-        self._cache.put(turn.principal.tenant_id, key, CachedAnswer(text, model, input_tokens, output_tokens))
+        # Kept with the turn's conversation write (one call): a cached "not in the documents" verdict counts too.
+        turn.cache_entry = self._cache.entry(
+            turn.principal.tenant_id, key, CachedAnswer(text, model, input_tokens, output_tokens)
+        )
         if gate.verdict:
             yield from self._not_in_documents(turn, model, input_tokens, output_tokens)
             return
@@ -401,6 +405,7 @@ class ChatService:
                 Message(role="assistant", content=text, created_at=turn.now),
             ],
             expires_at=turn.now + timedelta(days=self._settings.conversation_ttl_days),
+            cache_entry=turn.cache_entry,
         )
         return ChatResult(
             conversation_id=turn.conversation.conversation_id,

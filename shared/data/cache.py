@@ -1,4 +1,8 @@
-"""The response cache's entries (conversations table: pk = tenant id, sk = cache#<key>, removed by TTL)."""
+"""The response cache's entries (conversations table: pk = tenant id, sk = cache#<key>, removed by TTL).
+
+A new answer's entry is written with its conversation's turn, in the same batch (shared/data/conversations.py):
+one call, not two.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ class ResponseCacheStore:
             return None
         return entry
 
-    def put(self, tenant_id: str, key: str, entry: dict[str, Any], expires_at: datetime) -> None:
-        item = {"pk": tenant_id, "sk": CACHE_PREFIX + key, **entry, "expires_at": int(expires_at.timestamp())}
-        self._db.put_item(TableName=self._table, Item=to_item(item))
+
+def cache_item(tenant_id: str, key: str, entry: dict[str, Any], expires_at: datetime) -> dict[str, Any]:
+    """A cache entry as the conversations table stores it."""
+    return to_item({"pk": tenant_id, "sk": CACHE_PREFIX + key, **entry, "expires_at": int(expires_at.timestamp())})

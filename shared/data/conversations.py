@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from shared.chat.cache import CacheEntry
+from shared.data.cache import cache_item
 from shared.data.dynamo import Page, batch_write, from_item, query_all, query_page, to_item, values
 from shared.models import Conversation, Message
 from shared.resources import RECENT_CONVERSATIONS
@@ -18,8 +20,15 @@ class ConversationRepository:
         self._db = dynamodb
         self._table = table
 
-    def append(self, conversation: Conversation, new_messages: list[Message], expires_at: datetime) -> None:
-        """Save the conversation header and its new messages in one batch write.
+    def append(
+        self,
+        conversation: Conversation,
+        new_messages: list[Message],
+        expires_at: datetime,
+        cache_entry: CacheEntry | None = None,
+    ) -> None:
+        """Save the conversation header and its new messages in one batch write, with the response cache's entry
+        for the answer when there is one (it lives in this table: shared/data/cache.py).
 
         Not a transaction: a transaction bills each item twice, and nothing needs the items to land together.
         Every write is a Put of a fixed key, so a retry writes the same items again, and a write cut short
@@ -46,6 +55,9 @@ class ConversationRepository:
                 "expires_at": expiry,
             }
             writes.append({"PutRequest": {"Item": to_item(item)}})
+        if cache_entry is not None:
+            entry = cache_item(cache_entry.tenant_id, cache_entry.key, cache_entry.fields, cache_entry.expires_at)
+            writes.append({"PutRequest": {"Item": entry}})
         batch_write(self._db, self._table, writes)
 
     def get(self, tenant_id: str, conversation_id: str) -> Conversation | None:

@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 
 from local.bootstrap import create_tables
+from shared.chat.cache import CacheEntry
 from shared.data.aws import AwsClients
 from shared.data.billing import BillingRepository
+from shared.data.cache import ResponseCacheStore
 from shared.data.conversations import ConversationRepository
 from shared.data.documents import DocumentRepository
 from shared.data.tenants import TenantRepository
@@ -212,9 +214,12 @@ def test_a_turn_written_in_a_throttled_batch_lands_whole_and_a_repeated_write_ch
         Message(role="user", content="q1", created_at=NOW),
         Message(role="assistant", content="a1", created_at=NOW),
     ]
-    conversations.append(conversation, turn, NOW + timedelta(days=30))
+    answer = CacheEntry(TENANT, "k1", {"text": "a1", "model": "m", "input_tokens": 3, "output_tokens": 2}, NOW)
+    conversations.append(conversation, turn, NOW + timedelta(days=30), cache_entry=answer)
     assert throttled.batches == 2  # what came back unprocessed was written again
     conversations.append(conversation, turn, NOW + timedelta(days=30))  # a retried request writes the same keys
 
     stored = conversations.get(TENANT, "c2")
     assert stored is not None and [m.content for m in stored.messages] == ["q1", "a1"]
+    cached = ResponseCacheStore(client, env["DOCUCHAT_CONVERSATIONS_TABLE"]).get(TENANT, "k1", NOW - timedelta(1))
+    assert cached is not None and cached["text"] == "a1" and cached["output_tokens"] == 2
