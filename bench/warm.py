@@ -7,6 +7,11 @@ ready document (moto's server and FakeOpenAI on 127.0.0.1, as bench/cold_start.p
 warm-up. Each request's time is the handler's wall time minus the time spent waiting for OpenAI (the chat
 model and the question's embedding, timed around their client calls): what DocuChat itself adds. AWS calls are
 counted on botocore's `before-call` event of the function's own clients, per chat, by service and operation.
+
+That time is then split: the AWS calls (botocore's whole call, and within it the HTTP round trip, which is moto
+answering on loopback) and the rest, our own Python. moto is no model of DynamoDB's latency: it is Python, in
+this process (it takes the GIL from the handler while it works), opens a connection a call, and copies a whole
+table for every item of a transaction, so its TransactWriteItems gets slower as the bench writes conversations.
 """
 
 from __future__ import annotations
@@ -18,11 +23,14 @@ import platform
 import statistics
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from botocore.client import BaseClient
+from botocore.endpoint import Endpoint
 
 from bench.cold_start import QUESTION, emulated_backend, fake_aws_credentials
 from local.lambda_runtime import LocalLambdaContext, http_api_event
@@ -44,15 +52,21 @@ QUESTIONS = (QUESTION, "What number do I call when it is urgent?", "Is support o
 
 
 class ModelClock:
-    """Time spent inside the OpenAI client (chat and embeddings), summed per thread's current request."""
+    """Time spent inside the wrapped calls, summed until taken. One sum for the process, not one a thread: the
+    handler makes its calls on FastAPI's worker threads, and the bench sends one request at a time."""
 
     def __init__(self) -> None:
-        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._seconds = 0.0
 
     def take(self) -> float:
-        spent = getattr(self._local, "seconds", 0.0)
-        self._local.seconds = 0.0
+        with self._lock:
+            spent, self._seconds = self._seconds, 0.0
         return spent
+
+    def add(self, seconds: float) -> None:
+        with self._lock:
+            self._seconds += seconds
 
     def timed(self, call: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -60,7 +74,49 @@ class ModelClock:
             try:
                 return call(*args, **kwargs)
             finally:
-                self._local.seconds = getattr(self._local, "seconds", 0.0) + time.perf_counter() - started
+                self.add(time.perf_counter() - started)
+
+        return wrapper
+
+
+class AwsClock:
+    """Time in botocore's calls (`call`: building, signing, sending, parsing) and, within them, in the HTTP round
+    trip (`wait`: moto answering), per request and by operation."""
+
+    def __init__(self) -> None:
+        self.call, self.wait = ModelClock(), ModelClock()
+        self._local = threading.local()  # the HTTP wait of the call running on this thread
+        self.call_ms: defaultdict[str, list[float]] = defaultdict(list)
+        self.wait_ms: defaultdict[str, list[float]] = defaultdict(list)
+
+    def clear(self) -> None:
+        self.call_ms.clear()
+        self.wait_ms.clear()
+
+    def timed_call(self, call: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(client: Any, operation: str, params: Any) -> Any:
+            self._local.wait = 0.0
+            started = time.perf_counter()
+            try:
+                return call(client, operation, params)
+            finally:
+                spent = time.perf_counter() - started
+                self.call.add(spent)
+                name = f"{client.meta.service_model.service_name}.{operation}"
+                self.call_ms[name].append(spent * 1000)
+                self.wait_ms[name].append(self._local.wait * 1000)
+
+        return wrapper
+
+    def timed_send(self, send: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return send(*args, **kwargs)
+            finally:
+                spent = time.perf_counter() - started
+                self.wait.add(spent)
+                self._local.wait = getattr(self._local, "wait", 0.0) + spent
 
         return wrapper
 
@@ -74,6 +130,22 @@ def timing_the_model(clock: ModelClock) -> Iterator[None]:
         yield
     finally:
         OpenAIUpstream.complete, OpenAIEmbedder.embed = saved  # type: ignore[method-assign]
+
+
+@contextmanager
+def timing_aws(clock: AwsClock) -> Iterator[None]:
+    """botocore's private call and send methods, wrapped: its events cannot bracket the HTTP round trip."""
+    saved = BaseClient._make_api_call, Endpoint._send
+    BaseClient._make_api_call = clock.timed_call(BaseClient._make_api_call)  # type: ignore[method-assign]
+    Endpoint._send = clock.timed_send(Endpoint._send)  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        BaseClient._make_api_call, Endpoint._send = saved  # type: ignore[method-assign]
+
+
+def median(values: list[float]) -> float:
+    return round(statistics.median(values), 2)
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -93,12 +165,15 @@ def run(chats: int, out: Path | None) -> dict[str, Any]:
         elif model.name == "BatchGetItem":
             items["batch_get_keys"] += sum(len(t.get("Keys", [])) for t in params.get("RequestItems", {}).values())
 
-    clock = ModelClock()
+    clock, aws = ModelClock(), AwsClock()
     own_ms: list[float] = []
+    aws_call_ms: list[float] = []
+    aws_wait_ms: list[float] = []
     with (
         emulated_backend() as backend,
         fake_aws_credentials({**backend.function_env, **LIMITS}),
         timing_the_model(clock),
+        timing_aws(aws),
     ):
         container = Container(Settings())
         # Registered before any client exists: each client copies the session's events when it is made.
@@ -113,9 +188,10 @@ def run(chats: int, out: Path | None) -> dict[str, Any]:
             if n == WARMUP:
                 calls.clear()
                 items.clear()
+                aws.clear()
             body = json.dumps({"message": QUESTIONS[n % len(QUESTIONS)]})
             event = http_api_event("POST", "/v1/chat", body, {"authorization": f"Bearer {backend.api_key}"})
-            clock.take()
+            clock.take(), aws.call.take(), aws.wait.take()
             started = time.perf_counter()
             response = handler.handler(event, context)
             wall = time.perf_counter() - started
@@ -123,6 +199,8 @@ def run(chats: int, out: Path | None) -> dict[str, Any]:
                 raise RuntimeError(f"chat answered {response['statusCode']}: {response.get('body')}")
             if n >= WARMUP:
                 own_ms.append((wall - clock.take()) * 1000)
+                aws_call_ms.append(aws.call.take() * 1000)
+                aws_wait_ms.append(aws.wait.take() * 1000)
     per_chat = {name: round(count / chats, 2) for name, count in sorted(calls.items())}
     report = {
         "benchmark": "warm",
@@ -133,13 +211,24 @@ def run(chats: int, out: Path | None) -> dict[str, Any]:
         "aws_calls_per_chat": round(sum(calls.values()) / chats, 2),
         "aws_calls_by_operation": per_chat,
         "dynamodb_items_per_chat": {name: round(count / chats, 2) for name, count in sorted(items.items())},
+        # The split of p50_ms: each a per-chat p50 of its own, so they need not add up exactly.
+        "aws_calls_ms_p50": median(aws_call_ms),
+        "aws_wait_ms_p50": median(aws_wait_ms),
+        "botocore_ms_p50": median([c - w for c, w in zip(aws_call_ms, aws_wait_ms, strict=True)]),
+        "own_python_ms_p50": median([o - c for o, c in zip(own_ms, aws_call_ms, strict=True)]),
+        "aws_ms_per_call_by_operation": {
+            name: {"call_p50": median(aws.call_ms[name]), "wait_p50": median(aws.wait_ms[name])}
+            for name in sorted(aws.call_ms)
+        },
         "goals": GOALS,
         "notes": (
             "In-process: the chat function's handler (Mangum, FastAPI, the services) against moto's server on "
             "loopback and FakeOpenAI, one tenant, one document, three questions in turn, after a warm-up of "
             f"{WARMUP}. Time is the handler's wall time minus the time inside the OpenAI client (chat and the "
-            "question's embedding). AWS calls counted on botocore's before-call event; DynamoDB on moto answers "
-            "in ~1-3 ms on loopback, about what it takes in AWS from Lambda in the same region."
+            "question's embedding). AWS calls counted on botocore's before-call event. aws_calls_ms is the time "
+            "in botocore's calls, aws_wait_ms its HTTP round trips (moto answering: Python in this process, a "
+            "connection a call, a copy of the table for each item of a transaction), botocore_ms the rest of "
+            "botocore's work, own_python_ms the handler's time outside the AWS calls and the model."
         ),
     }
     if out is not None:
@@ -158,8 +247,13 @@ def main(argv: list[str] | None = None) -> int:
         f"warm chat, {args.chats} requests: p50 {report['p50_ms']} ms, p99 {report['p99_ms']} ms without the model; "
         f"{report['aws_calls_per_chat']} AWS calls a chat (goals: {GOALS})"
     )
+    print(
+        f"  split (p50s): AWS calls {report['aws_calls_ms_p50']} ms, of which moto's HTTP round trips "
+        f"{report['aws_wait_ms_p50']} ms; own Python {report['own_python_ms_p50']} ms"
+    )
     for name, count in report["aws_calls_by_operation"].items():
-        print(f"  {count:5.2f}  {name}")
+        ms = report["aws_ms_per_call_by_operation"][name]
+        print(f"  {count:5.2f}  {name}  ({ms['call_p50']} ms a call, {ms['wait_p50']} ms of it moto's)")
     return 0
 
 
