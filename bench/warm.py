@@ -9,9 +9,10 @@ model and the question's embedding, timed around their client calls): what DocuC
 counted on botocore's `before-call` event of the function's own clients, per chat, by service and operation.
 
 That time is then split: the AWS calls (botocore's whole call, and within it the HTTP round trip, which is moto
-answering on loopback) and the rest, our own Python. moto is no model of DynamoDB's latency: it is Python, in
-this process (it takes the GIL from the handler while it works), opens a connection a call, and copies a whole
-table for every item of a transaction, so its TransactWriteItems gets slower as the bench writes conversations.
+answering on loopback) and the rest, our own Python. moto is no model of DynamoDB's latency: it is Python (in
+this process; in a process of its own it measured the same), takes a new connection and a thread of its own for
+every call, and copies a whole table for every item of a transaction, so its TransactWriteItems gets slower as
+the bench writes conversations.
 """
 
 from __future__ import annotations
