@@ -22,7 +22,10 @@ DEFAULT_PAGE = 50
 MAX_PAGE = 200
 
 
-def container(request: Request) -> Container:
+# Dependencies that do no I/O are `async def`: FastAPI runs a plain `def` on a worker thread, a hop each.
+
+
+async def container(request: Request) -> Container:
     return request.app.state.container
 
 
@@ -56,7 +59,7 @@ def principal(
 def scoped(scope: Scope) -> Callable[[Principal], Principal]:
     """A dependency: the caller, who must hold `scope` (403 otherwise)."""
 
-    def check(caller: Annotated[Principal, Depends(principal)]) -> Principal:
+    async def check(caller: Annotated[Principal, Depends(principal)]) -> Principal:
         require_scope(caller, scope)
         return caller
 
@@ -67,7 +70,7 @@ def admin(services: Annotated[Container, Depends(container)], bearer: Bearer, x_
     services.authenticator.admin(_presented_key(bearer, x_api_key))
 
 
-def request_id(request: Request, idempotency_key: Annotated[str | None, Header(max_length=128)] = None) -> str:
+async def request_id(request: Request, idempotency_key: Annotated[str | None, Header(max_length=128)] = None) -> str:
     """The client's Idempotency-Key when given (a retry then repeats it), else API Gateway's request id."""
     if idempotency_key:
         return idempotency_key
@@ -99,7 +102,7 @@ class PageRequest(BaseModel):
     cursor: str | None
 
 
-def page_request(
+async def page_request(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Items a page (at most 200).")] = DEFAULT_PAGE,
     cursor: Annotated[
         str | None, Query(max_length=4096, description="`next_cursor` of the previous page, as it was given.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from datetime import UTC, datetime
 
@@ -165,3 +166,13 @@ def test_the_billing_invoke_is_tried_once_and_waited_for_just_under_api_gateways
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     config = AwsClients(Settings()).lambda_.meta.config
     assert config.retries["total_max_attempts"] == 1 and config.read_timeout < 29
+
+
+def test_the_chat_routes_dependencies_without_io_run_on_the_event_loop() -> None:
+    # FastAPI runs a plain `def` dependency on a worker thread: a hop each, on every request.
+    from functions.chat import deps
+    from functions.chat.routes.chat import chat
+    from shared.models import Scope
+
+    for call in (deps.container, deps.request_id, deps.page_request, deps.scoped(Scope.CHAT), chat):
+        assert inspect.iscoroutinefunction(call), call

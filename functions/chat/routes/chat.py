@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Response
+from starlette.concurrency import run_in_threadpool
 
 from functions.chat.deps import Chatter, PageParams, RequestId, Services, known_id
 from functions.chat.openapi import CHAT_EVENT_SCHEMA, TENANT_ERRORS
@@ -28,13 +29,14 @@ router = APIRouter(prefix="/v1", tags=["chat"], responses=TENANT_ERRORS)
     response_model=ChatResponse,
     responses={200: {"content": {"text/event-stream": {"schema": CHAT_EVENT_SCHEMA}}}},
 )
-def chat(body: ChatRequest, caller: Chatter, services: Services, request_id: RequestId) -> Any:
+async def chat(body: ChatRequest, caller: Chatter, services: Services, request_id: RequestId) -> Any:
     """An answer from the tenant's documents, with citations; `stream: true` sends it as it is written."""
-    chat = services.chat
+    # The service (its I/O) on a worker thread, once: a sync route would hop again to check its reply's model.
+    chat, args = services.chat, (caller, request_id, body.message, body.conversation_id, body.use_documents)
     if body.stream:
-        events = chat.stream(caller, request_id, body.message, body.conversation_id, body.use_documents)
+        events = await run_in_threadpool(chat.stream, *args)
         return event_stream(chat_events(events, services.settings.stream_keepalive_seconds))
-    result = chat.chat(caller, request_id, body.message, body.conversation_id, body.use_documents)
+    result = await run_in_threadpool(chat.chat, *args)
     return ChatResponse(
         conversation_id=result.conversation_id,
         answer=result.answer,
