@@ -75,6 +75,17 @@ FAKE_AWS_ENV = {
     "AWS_DEFAULT_REGION": "us-east-1",
 }
 INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")
+# What Lambda's runtime sets in every function's environment, which libraries read to take their Lambda paths:
+# without LAMBDA_TASK_ROOT the X-Ray SDK builds a sampler that polls a local daemon, and a botocore client for it
+# (~100 ms of every child's import, ours and naive alike, that no function in Lambda pays).
+LAMBDA_RUNTIME_ENV = {
+    "LAMBDA_TASK_ROOT": str(REPO_ROOT),  # the function's code, as /var/task is in Lambda
+    "AWS_EXECUTION_ENV": "AWS_Lambda_python3.13",
+    "AWS_LAMBDA_FUNCTION_NAME": f"docuchat-{STAGE}-chat",
+    "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(load_stage("prod").functions["chat"].memory_mb),
+    "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+}
 DOCUMENT_TITLE = "Support handbook"
 DOCUMENT_TEXT = """# Support hours
 Our support line is open from 9 to 17 on working days. Call 021-1234 for urgent help.
@@ -93,7 +104,9 @@ NOTES = (
     "to exit; to_answer_ms is spawn to response ready (one system-wide monotonic clock); the difference is "
     "interpreter teardown (GC over ~150k objects), which Lambda never pays: it freezes the process instead. "
     "Peak RSS is the child's own VmHWM. Ours and naive alternate after warm-ups. Same app, services and "
-    "environment for both (prod stage settings; POWERTOOLS_TRACE_DISABLED=true as no X-Ray daemon runs locally). "
+    "environment for both (prod stage settings, and the variables Lambda's runtime sets, LAMBDA_TASK_ROOT and "
+    "others, so the X-Ray SDK takes its Lambda path; POWERTOOLS_TRACE_DISABLED=true as no X-Ray daemon runs "
+    "locally). "
     "Each child imports only the layer's distributions and boto3 (python -S, a folder of links to them), with "
     "the bytecode its deployment has (PYTHONPYCACHEPREFIX): ours with bytecode for every module, as our layer "
     "and bundle ship it; naive and ours_without_bytecode with the standard library's alone, so they compile "
@@ -239,9 +252,10 @@ def seed_tenant(settings: Settings) -> str:
 
 
 def child_environment(function_env: dict[str, str]) -> dict[str, str]:
-    """The function's environment and little else: no leaked settings, no bytecode written anywhere."""
+    """The function's environment, with what Lambda's runtime adds, and little else: no leaked settings, no bytecode
+    written anywhere."""
     inherited = {name: os.environ[name] for name in INHERITED_ENV if name in os.environ}
-    return {**inherited, **FAKE_AWS_ENV, **function_env, "PYTHONDONTWRITEBYTECODE": "1"}
+    return {**inherited, **LAMBDA_RUNTIME_ENV, **FAKE_AWS_ENV, **function_env, "PYTHONDONTWRITEBYTECODE": "1"}
 
 
 def chat_event(api_key: str) -> dict[str, Any]:

@@ -217,7 +217,7 @@ class Container:
     def tickets(self) -> TicketService:
         return TicketService(
             TicketRepository(self.aws.dynamodb, self.settings.conversations_table),
-            TopicPublisher(self.aws.sns, self.settings.escalations_topic_arn),
+            TopicPublisher(lambda: self.aws.sns, self.settings.escalations_topic_arn),
             self.webhook_emitter,
             self.clock,
         )

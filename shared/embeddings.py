@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from shared.data.openai import openai_client
+from shared.data.openai import openai_client, openai_module
 from shared.lazy import lazy
 from shared.terms import estimate_tokens
 
@@ -78,7 +78,8 @@ class OpenAIEmbedder:
 
     def embed(self, texts: Sequence[str]) -> Embeddings:
         import numpy as np
-        import openai
+
+        openai = openai_module()
 
         if not texts:
             return Embeddings(np.zeros((0, self.dimensions), dtype=np.float32), 0)

@@ -19,6 +19,7 @@ import importlib
 import random
 from collections.abc import Callable, Sequence
 
+from shared import collector
 from shared.observability import logger
 
 
@@ -34,14 +35,16 @@ def register(before_snapshot: Callable[[], None], after_restore: Callable[[], No
 
 
 def warm_imports(modules: Sequence[str]) -> None:
-    """Import `modules` now, so that the snapshot holds them; one that fails is left to fail when used."""
-    for name in modules:
-        try:
-            importlib.import_module(name)
-        except ImportError as error:
-            logger.warning(
-                "could not import a module before the snapshot", extra={"module_name": name, "error": str(error)}
-            )
+    """Import `modules` now, so that the snapshot holds them; one that fails is left to fail when used. Like the
+    function's own imports, with the collector paused and what they built frozen (shared/collector.py)."""
+    with collector.paused(freeze=True):
+        for name in modules:
+            try:
+                importlib.import_module(name)
+            except ImportError as error:
+                logger.warning(
+                    "could not import a module before the snapshot", extra={"module_name": name, "error": str(error)}
+                )
 
 
 def reseed_randomness() -> None:

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from functions.chat.errors import error_response, install_error_handlers
+from functions.chat.openapi import add_error_schemas
 from functions.chat.routes import (
     account,
     admin,
@@ -151,6 +152,12 @@ def create_app(container: Container) -> FastAPI:
     install_error_handlers(app)
     for module in (health, account, chat, completions, documents, billing, tickets, webhooks, payments, admin):
         app.include_router(module.router)
+    generate_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:  # FastAPI's document (built once), with the error bodies' schemas
+        return app.openapi_schema or add_error_schemas(generate_openapi())
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(BodySizeLimit, max_bytes=container.settings.max_request_bytes)
     app.add_middleware(RateLimitHeaders)
     if container.settings.cors_origin_list:  # locally; in AWS API Gateway and the Function URL answer CORS

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.typing import LambdaContext
-from mangum import Mangum
+from shared import collector
 
-from functions.chat.app import create_app
-from shared import snapstart
-from shared.container import Container, FunctionServices
-from shared.observability import logger, metrics, tracer
+# The imports are most of a cold start; the collector would only slow them down (shared/collector.py).
+with collector.paused(freeze=True):
+    from aws_lambda_powertools.logging import correlation_paths
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+    from mangum import Mangum
+
+    from functions.chat.app import create_app
+    from shared import snapstart
+    from shared.container import Container, FunctionServices
+    from shared.observability import logger, metrics, tracer
 
 services = FunctionServices()
 _asgi: Mangum | None = None

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from shared.data.openai import openai_client
+from shared.data.openai import openai_client, openai_module
 from shared.lazy import lazy
 from shared.models import Message, Passage, Record
 from shared.settings import Settings
@@ -177,7 +177,8 @@ def _classified_iteration(chunks: Any) -> Iterator[dict[str, Any]]:
 def _classified() -> Iterator[None]:
     """Turns the client's exceptions into LLMError, saying whether another attempt could help."""
     import httpx
-    import openai
+
+    openai = openai_module()
 
     try:
         yield

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from botocore.exceptions import ReadTimeoutError
@@ -101,11 +101,12 @@ class LambdaBillingRunner:
 
 
 class TopicPublisher:
-    """An SNS topic; a message is JSON."""
+    """An SNS topic; a message is JSON. Its client is asked for on the first publish: most of the chat function's
+    cold starts escalate nothing, and building a client costs a few milliseconds."""
 
-    def __init__(self, sns: Any, topic_arn: str) -> None:
+    def __init__(self, sns: Callable[[], Any], topic_arn: str) -> None:
         self._sns = sns
         self._topic_arn = topic_arn
 
     def publish(self, subject: str, message: dict[str, object]) -> None:
-        self._sns.publish(TopicArn=self._topic_arn, Subject=subject[:100], Message=json.dumps(message, default=str))
+        self._sns().publish(TopicArn=self._topic_arn, Subject=subject[:100], Message=json.dumps(message, default=str))
