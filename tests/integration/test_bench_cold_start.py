@@ -59,7 +59,7 @@ def test_one_run_of_each_handler_answers_and_writes_the_report(tmp_path: Path) -
 def test_a_child_that_does_not_answer_200_fails_the_benchmark_loudly(tmp_path: Path) -> None:
     # Given the benchmark's backend, and a chat event signed with a key no tenant has
     with emulated_backend() as backend:
-        event = chat_event("dc_t0123456789_k0123456789_not-a-real-secret-at-all")
+        event = chat_event("dc_t0123456789_k0123456789_not-a-real-secret-at-all", 0)
 
         # When a fresh process answers it, Then the benchmark stops and says what came back
         with pytest.raises(ColdStartFailed, match="401"):
