@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared import collector
+from shared.runtime import collector
 
-# The imports are most of a cold start; the collector would only slow them down (shared/collector.py).
+# The imports are most of a cold start; the collector would only slow them down (shared/runtime/collector.py).
 with collector.paused(freeze=True):
     from aws_lambda_powertools.logging import correlation_paths
     from aws_lambda_powertools.utilities.typing import LambdaContext
     from mangum import Mangum
 
     from functions.chat.app import create_app
-    from shared import snapstart
     from shared.container import Container, FunctionServices
     from shared.observability import logger, metrics, tracer
+    from shared.runtime import snapstart
 
 services = FunctionServices()
 _asgi: Mangum | None = None

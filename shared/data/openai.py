@@ -6,13 +6,13 @@ import sys
 from types import ModuleType
 from typing import Any
 
-from shared import collector
+from shared.runtime import collector
 from shared.settings import Settings
 
 
 def openai_module() -> ModuleType:
     """`openai`, imported on first use, which keeps cold starts without a key fast. That first import builds ~650
-    pydantic models: with the collector paused, then frozen (shared/collector.py)."""
+    pydantic models: with the collector paused, then frozen (shared/runtime/collector.py)."""
     if "openai" in sys.modules:
         return sys.modules["openai"]
     with collector.paused(freeze=True):

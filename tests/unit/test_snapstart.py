@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from shared import snapstart
+from shared.runtime import snapstart
 
 
 def test_outside_lambda_nothing_is_registered() -> None:

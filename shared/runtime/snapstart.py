@@ -19,8 +19,8 @@ import importlib
 import random
 from collections.abc import Callable, Sequence
 
-from shared import collector
 from shared.observability import logger
+from shared.runtime import collector
 
 
 def register(before_snapshot: Callable[[], None], after_restore: Callable[[], None]) -> bool:
@@ -36,7 +36,7 @@ def register(before_snapshot: Callable[[], None], after_restore: Callable[[], No
 
 def warm_imports(modules: Sequence[str]) -> None:
     """Import `modules` now, so that the snapshot holds them; one that fails is left to fail when used. Like the
-    function's own imports, with the collector paused and what they built frozen (shared/collector.py)."""
+    function's own imports, with the collector paused and what they built frozen (shared/runtime/collector.py)."""
     with collector.paused(freeze=True):
         for name in modules:
             try:
