@@ -100,10 +100,10 @@ QUESTION = "When is the support line open?"
 NOTES = (
     "Each sample is a fresh `python -m bench._cold_runner` process: interpreter start, import of the handler "
     "module, one POST /v1/chat (API Gateway HTTP API v2 event, RAG over one document, OpenAI client against a "
-    "local FakeOpenAI, DynamoDB/SQS on moto's server over loopback), exit. Wall time (median_ms, ratio) is spawn "
-    "to exit; to_answer_ms is spawn to response ready (one system-wide monotonic clock); the difference is "
-    "interpreter teardown (GC over ~150k objects), which Lambda never pays: it freezes the process instead. "
-    "Peak RSS is the child's own VmHWM. Ours and naive alternate after warm-ups. Same app, services and "
+    "local FakeOpenAI, DynamoDB/SQS on moto's server over loopback), exit. Wall time (median_ms, ratio_to_exit) "
+    "is spawn to exit; to_answer_ms (ratio) is spawn to response ready (one system-wide monotonic clock); the "
+    "difference is interpreter teardown (GC over ~150k objects), which Lambda never pays: it freezes the process "
+    "instead. Peak RSS is the child's own VmHWM. Ours and naive alternate after warm-ups. Same app, services and "
     "environment for both (prod stage settings, and the variables Lambda's runtime sets, LAMBDA_TASK_ROOT and "
     "others, so the X-Ray SDK takes its Lambda path; POWERTOOLS_TRACE_DISABLED=true as no X-Ray daemon runs "
     "locally). "
@@ -375,12 +375,13 @@ def build_report(samples: dict[str, list[Sample]]) -> dict[str, Any]:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "runs": len(samples["ours"]),
         **summaries,
-        "ratio": round(ours["median_ms"] / naive["median_ms"], 3),
-        # The same ratio up to the moment the response is ready: what a caller waits for in Lambda, where the
-        # process is frozen after the invoke rather than torn down.
-        "ratio_to_answer": round(ours["to_answer_ms_median"] / naive["to_answer_ms_median"], 3),
+        # Ours over naive up to the moment the response is ready: what a caller waits for in Lambda, where the
+        # process is frozen after the invoke rather than torn down. The goal's figure.
+        "ratio": round(ours["to_answer_ms_median"] / naive["to_answer_ms_median"], 3),
+        # The same, spawn to exit (the interpreter's teardown too, which Lambda never pays).
+        "ratio_to_exit": round(ours["median_ms"] / naive["median_ms"], 3),
         # Our handler packaged as the naive one is: the lazy imports' share of the gain, without the bytecode.
-        "ratio_to_answer_without_bytecode": round(unpacked["to_answer_ms_median"] / naive["to_answer_ms_median"], 3),
+        "ratio_without_bytecode": round(unpacked["to_answer_ms_median"] / naive["to_answer_ms_median"], 3),
         "goal_ratio": GOAL_RATIO,
         "notes": NOTES,
     }
@@ -404,8 +405,8 @@ def main(argv: list[str] | None = None) -> int:
             f"(import {side['import_ms_median']:.1f}, first request {side['first_request_ms_median']:.1f}, "
             f"peak RSS {side['peak_rss_mb_median']:.1f} MB)"
         )
-    ratios = f"{report['ratio']:.3f} to exit, {report['ratio_to_answer']:.3f} to answer"
-    ratios += f" ({report['ratio_to_answer_without_bytecode']:.3f} without our bytecode)"
+    ratios = f"{report['ratio']:.3f} to answer, {report['ratio_to_exit']:.3f} to exit"
+    ratios += f" ({report['ratio_without_bytecode']:.3f} to answer without our bytecode)"
     print(f"  ratio {ratios} (goal {report['goal_ratio']})")
     print(f"Written to {args.out}")
     return 0
