@@ -142,12 +142,12 @@ def timing_the_model(clock: ModelClock) -> Iterator[None]:
 def timing_aws(clock: AwsClock) -> Iterator[None]:
     """botocore's private call and send methods, wrapped: its events cannot bracket the HTTP round trip."""
     saved = BaseClient._make_api_call, Endpoint._send
-    BaseClient._make_api_call = clock.timed_call(BaseClient._make_api_call)  # type: ignore[method-assign]
-    Endpoint._send = clock.timed_send(Endpoint._send)  # type: ignore[method-assign]
+    BaseClient._make_api_call = clock.timed_call(BaseClient._make_api_call)
+    Endpoint._send = clock.timed_send(Endpoint._send)
     try:
         yield
     finally:
-        BaseClient._make_api_call, Endpoint._send = saved  # type: ignore[method-assign]
+        BaseClient._make_api_call, Endpoint._send = saved
 
 
 def median(values: list[float]) -> float:

@@ -35,6 +35,7 @@ from shared.data.messaging import (
     TopicPublisher,
     UsageQueue,
 )
+from shared.data.openai import OpenAIConnections
 from shared.data.outbound import OutboundHttp, OutboundPolicy
 from shared.data.tenants import TenantRepository
 from shared.data.tickets import TicketRepository
@@ -118,8 +119,13 @@ class Container:
         return BlobStore(self.aws.s3, self.settings.documents_bucket)
 
     @lazy
+    def openai_connections(self) -> OpenAIConnections:
+        """The connection pool the embedder and the chat models share (nothing is built until a call needs it)."""
+        return OpenAIConnections()
+
+    @lazy
     def embedder(self) -> Embedder:
-        return build_embedder(self.settings)
+        return build_embedder(self.settings, self.openai_connections)
 
     @lazy
     def vectors(self) -> S3VectorStore:
@@ -248,7 +254,7 @@ class Container:
             return None
         settings = self.settings
         return ModelRouter(
-            OpenAIUpstream(settings),
+            OpenAIUpstream(settings, self.openai_connections),
             Breakers(settings.llm_breaker_failures, settings.llm_breaker_cooldown_seconds),
             RetryPolicy(retries=settings.llm_max_retries, max_wait=settings.llm_retry_max_wait_seconds),
         )

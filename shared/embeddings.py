@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from shared.data.openai import openai_client, openai_module
+from shared.data.openai import OpenAIConnections, openai_client, openai_module
 from shared.lazy import lazy
 from shared.terms import estimate_tokens
 
@@ -61,15 +61,18 @@ def token_limited_batches(texts: Sequence[str], max_inputs: int, max_tokens: int
 class OpenAIEmbedder:
     """The embeddings endpoint through the official client: many chunks a call, retried with backoff."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, connections: OpenAIConnections | None = None) -> None:
         self._settings = settings
+        self._connections = connections
         self.model = settings.embedding_model
         self.dimensions = settings.embedding_dimensions
 
     @lazy
     def _client(self) -> Any:
         settings = self._settings
-        return openai_client(settings, settings.embedding_timeout_seconds, settings.embedding_max_retries)
+        return openai_client(
+            settings, settings.embedding_timeout_seconds, settings.embedding_max_retries, self._connections
+        )
 
     def batches(self, texts: Sequence[str]) -> Iterator[tuple[int, int]]:
         # Below the request limit by a margin: the token estimate is only an estimate.
@@ -137,8 +140,8 @@ def normalize(vectors: np.ndarray) -> np.ndarray:
     return (vectors / np.where(norms > 0, norms, 1.0)).astype(np.float32)
 
 
-def build_embedder(settings: Settings) -> Embedder:
+def build_embedder(settings: Settings, connections: OpenAIConnections | None = None) -> Embedder:
     """OpenAI's embeddings with a key (unless settings say local), else the local model."""
     if settings.embedder == "openai" or (settings.embedder == "auto" and settings.llm_enabled):
-        return OpenAIEmbedder(settings)
+        return OpenAIEmbedder(settings, connections)
     return LocalEmbedder()

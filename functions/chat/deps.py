@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request
@@ -56,7 +56,7 @@ def principal(
     return caller
 
 
-def scoped(scope: Scope) -> Callable[[Principal], Principal]:
+def scoped(scope: Scope) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency: the caller, who must hold `scope` (403 otherwise)."""
 
     async def check(caller: Annotated[Principal, Depends(principal)]) -> Principal:

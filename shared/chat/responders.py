@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from shared.data.openai import openai_client, openai_module
+from shared.data.openai import OpenAIConnections, openai_client, openai_module
 from shared.lazy import lazy
 from shared.models import Message, Passage, Record
 from shared.settings import Settings
@@ -139,12 +139,13 @@ class ExtractiveResponder:
 class OpenAIUpstream:
     """Chat completions through the official client: one attempt a call, errors classified for the router."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, connections: OpenAIConnections | None = None) -> None:
         self._settings = settings
+        self._connections = connections
 
     @lazy
     def _client(self) -> Any:
-        return openai_client(self._settings, self._settings.llm_timeout_seconds, max_retries=0)
+        return openai_client(self._settings, self._settings.llm_timeout_seconds, 0, self._connections)
 
     def complete(self, model: str, request: ModelRequest) -> dict[str, Any]:
         with _classified():

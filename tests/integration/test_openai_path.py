@@ -109,3 +109,24 @@ def test_readiness_names_the_model_and_the_endpoint(llm_harness: Harness, openai
         ready.json["checks"]["llm"].startswith("openai (gpt-4o-mini")
         and openai_server.base_url in ready.json["checks"]["llm"]
     )
+
+
+def test_the_embeddings_and_the_chat_model_share_one_connection_pool(
+    llm_harness: Harness, openai_server: FakeOpenAI
+) -> None:
+    # Given a tenant with a document, and a question answered with the key (embedded, then answered)
+    _, key = llm_harness.new_tenant()
+    llm_harness.call("POST", "/v1/documents", {"title": "Support", "text": POLICY}, key=key)
+    llm_harness.drain("ingestion")
+    reply = llm_harness.call("POST", "/v1/chat", {"message": "When is the support line open?"}, key=key)
+    assert reply.status == 200 and reply.json["route"] == "rag", reply
+
+    # Then both OpenAI clients, each with its own timeout and retries, sent through the container's one pool
+    container = llm_harness.container
+    pool = container.openai_connections.pool()
+    router = container.model_router
+    assert router is not None
+    embeddings_client, chat_client = container.embedder._client, router._upstream._client
+    assert embeddings_client._client is pool and chat_client._client is pool
+    assert embeddings_client.max_retries != chat_client.max_retries  # settings.embedding_max_retries vs 0
+    assert {path for path, _, _ in openai_server.requests} >= {"/v1/embeddings", "/v1/chat/completions"}
