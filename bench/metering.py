@@ -7,7 +7,7 @@
 The real handler (functions.metering.handler) runs in this process with a Container of its own, against moto's
 server (a thread of this process, on 127.0.0.1) and against DynamoDB Local (AWS's implementation, a Java process
 on loopback). Per repetition (not timed): fresh tables under a stage of their own, the workload's tenants, one
-Lambda SQS event per batch of 25 records (the deployed batch size). Timed: the handler called on each batch in
+Lambda SQS event per batch of 100 records (the deployed batch size). Timed: the handler called on each batch in
 turn, as one warm Lambda instance would. Every DynamoDB call the Container's client makes is counted through
 botocore's event hooks. After each run the counters are checked against the workload's unique events: a
 mismatch, or a record the handler reports as failed, stops the benchmark.
@@ -92,7 +92,8 @@ READ_OPERATIONS = ("GetItem", "Query", "Scan", "BatchGetItem", "TransactGetItems
 NOTES = (
     "In-process: the real metering handler (Powertools BatchProcessor, partial batch responses, one "
     "TransactWriteItems per tenant/day/model group with a claim per event, one sharded counter update and a "
-    "day-open ConditionCheck) on a warm Container, called sequentially with Lambda SQS events of 25 records. "
+    "day-open ConditionCheck) on a warm Container, called sequentially with Lambda SQS events of "
+    f"{BATCH_SIZE} records (the deployed batch size). "
     "Timed: the handler calls only; building events, tables and tenants is not. events_per_second is the median "
     "of the repetitions (each on fresh tables, fresh Container) after unrecorded warm-up runs "
     "(each scenario once, 40% of the records). "

@@ -59,9 +59,10 @@ def test_a_small_run_on_moto_writes_the_report_with_every_scenario_verified(tmp_
     out = tmp_path / "results" / "metering.json"
     progress: list[str] = []
 
-    # When the benchmark runs 100 records per scenario, once, on moto only
+    # When the benchmark runs a few batches of records per scenario, once, on moto only
+    records = 2 * BATCH_SIZE + 50
     returned = run_benchmark(
-        events=100, tenants=5, repetitions=1, backends=["moto"], warmup=False, out=out, progress=progress.append
+        events=records, tenants=5, repetitions=1, backends=["moto"], warmup=False, out=out, progress=progress.append
     )
 
     # Then the report on disk is the one returned, with every field
@@ -69,7 +70,7 @@ def test_a_small_run_on_moto_writes_the_report_with_every_scenario_verified(tmp_
     assert report == returned
     assert report["benchmark"] == "metering"
     assert set(report["machine"]) >= {"cpus", "python", "moto", "boto3"}
-    assert report["events"] == 100 and report["events_by_backend"] == {"moto": 100}
+    assert report["events"] == records and report["events_by_backend"] == {"moto": records}
     assert report["batch_size"] == BATCH_SIZE == USAGE_QUEUE.batch_size
     assert report["goals"] == {"events_per_second": 1000, "writes_per_event": 1.1}
     assert report["notes"]
@@ -79,7 +80,7 @@ def test_a_small_run_on_moto_writes_the_report_with_every_scenario_verified(tmp_
         assert set(result) >= SCENARIO_FIELDS, scenario
         assert result["events_per_second"] > 0, scenario
         # And the counters held exactly the unique events' tokens (the benchmark checked them)
-        workload = make_workload(scenario, 100, tenants=5)
+        workload = make_workload(scenario, records, tenants=5)
         assert result["verified"] == {
             "tenants": len(workload.tenants),
             "events": len(workload.unique),
@@ -88,26 +89,26 @@ def test_a_small_run_on_moto_writes_the_report_with_every_scenario_verified(tmp_
         # And the per-event figures are the counted calls and items over the records delivered
         calls, items = result["api_calls"], result["items"]
         assert (
-            result["write_requests_per_event"] == result["transactions_per_event"] == calls["TransactWriteItems"] / 100
+            result["write_requests_per_event"] == result["transactions_per_event"] == calls["TransactWriteItems"] / records
         )
-        assert result["items_written_per_event"] == (items["put"] + items["update"]) / 100
-        assert result["condition_checks_per_event"] == items["condition_check"] / 100
+        assert result["items_written_per_event"] == (items["put"] + items["update"]) / records
+        assert result["condition_checks_per_event"] == items["condition_check"] / records
         assert result["reads_per_event"] > 0  # the tenant lookups
     assert len([line for line in progress if "counters verified" in line]) == len(SCENARIOS)
 
     # And the scenarios are what they say
     spread, busy, duplicates = results["spread"], results["busy_tenant"], results["duplicates"]
-    assert (spread["records"], spread["unique_events"], spread["tenants"]) == (100, 100, 5)
-    assert spread["items"]["put"] == 100 and spread["cancelled_transactions"] == 0  # one claim per event
+    assert (spread["records"], spread["unique_events"], spread["tenants"]) == (records, records, 5)
+    assert spread["items"]["put"] == records and spread["cancelled_transactions"] == 0  # one claim per event
     assert busy["tenants"] == 1
     assert busy["api_calls"]["TransactWriteItems"] <= 2 * busy["batches"]  # one transaction per model and batch
-    assert (duplicates["records"], duplicates["unique_events"]) == (100, 90)
+    assert duplicates["records"] == records and duplicates["unique_events"] == records * 9 // 10
     assert duplicates["cancelled_transactions"] > 0  # repeats in later batches meet their claims
 
 
 def test_the_check_fails_loudly_when_the_counters_miss_events(moto_aws: Any) -> None:
     # Given fresh tables, the workload's tenants, and only the first batch of its records metered
-    workload = make_workload("spread", 50, tenants=3)
+    workload = make_workload("spread", BATCH_SIZE + 50, tenants=3)
     stage = "b" + secrets.token_hex(5)
     container = Container(bench_settings(Endpoints(aws=moto_aws.endpoint_url), stage))
     create_tables(container.aws.dynamodb, stage)
