@@ -89,7 +89,9 @@ def test_a_small_run_on_moto_writes_the_report_with_every_scenario_verified(tmp_
         # And the per-event figures are the counted calls and items over the records delivered
         calls, items = result["api_calls"], result["items"]
         assert (
-            result["write_requests_per_event"] == result["transactions_per_event"] == calls["TransactWriteItems"] / records
+            result["write_requests_per_event"]
+            == result["transactions_per_event"]
+            == calls["TransactWriteItems"] / records
         )
         assert result["items_written_per_event"] == (items["put"] + items["update"]) / records
         assert result["condition_checks_per_event"] == items["condition_check"] / records

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -31,6 +32,14 @@ def llm_harness(
     return Harness(Container(load_settings(), clock=clock), function_env)
 
 
+def asked_about_the_policy(harness: Harness) -> tuple[str, Any]:
+    """A new tenant with the support policy as its document, asking when the line is open: its key, the reply."""
+    _, key = harness.new_tenant()
+    harness.call("POST", "/v1/documents", {"title": "Support", "text": POLICY}, key=key)
+    harness.drain("ingestion")
+    return key, harness.call("POST", "/v1/chat", {"message": "When is the support line open?"}, key=key)
+
+
 def chat_requests(server: FakeOpenAI) -> list[dict]:
     return [body for path, body, _ in server.requests if path == "/v1/chat/completions"]
 
@@ -38,13 +47,8 @@ def chat_requests(server: FakeOpenAI) -> list[dict]:
 def test_the_model_answers_from_the_documents_and_its_usage_is_metered(
     llm_harness: Harness, openai_server: FakeOpenAI
 ) -> None:
-    # Given a tenant with a document
-    _, key = llm_harness.new_tenant()
-    llm_harness.call("POST", "/v1/documents", {"title": "Support", "text": POLICY}, key=key)
-    llm_harness.drain("ingestion")
-
-    # When the tenant asks
-    reply = llm_harness.call("POST", "/v1/chat", {"message": "When is the support line open?"}, key=key)
+    # Given a tenant with a document, When the tenant asks
+    key, reply = asked_about_the_policy(llm_harness)
 
     # Then the model got the system prompt and the numbered passage, and its answer and usage come back
     assert reply.status == 200, reply
@@ -114,11 +118,8 @@ def test_readiness_names_the_model_and_the_endpoint(llm_harness: Harness, openai
 def test_the_embeddings_and_the_chat_model_share_one_connection_pool(
     llm_harness: Harness, openai_server: FakeOpenAI
 ) -> None:
-    # Given a tenant with a document, and a question answered with the key (embedded, then answered)
-    _, key = llm_harness.new_tenant()
-    llm_harness.call("POST", "/v1/documents", {"title": "Support", "text": POLICY}, key=key)
-    llm_harness.drain("ingestion")
-    reply = llm_harness.call("POST", "/v1/chat", {"message": "When is the support line open?"}, key=key)
+    # Given a question answered with the key (embedded, then answered)
+    _, reply = asked_about_the_policy(llm_harness)
     assert reply.status == 200 and reply.json["route"] == "rag", reply
 
     # Then both OpenAI clients, each with its own timeout and retries, sent through the container's one pool
