@@ -79,7 +79,7 @@ export const api = {
   document: (id) => request("GET", `/v1/documents/${encodeURIComponent(id)}`).then(json),
   createDocument: (body) => request("POST", "/v1/documents", { body }).then(json),
   deleteDocument: (id) => request("DELETE", `/v1/documents/${encodeURIComponent(id)}`).then(json),
-  usage: (start, end) => request("GET", `/v1/usage?start=${start}&end=${end}`).then(json),
+  usage: (start, end) => request("GET", start && end ? `/v1/usage?start=${start}&end=${end}` : "/v1/usage").then(json),
   invoices: (cursor) =>
     request("GET", "/v1/invoices?limit=50" + (cursor ? "&cursor=" + encodeURIComponent(cursor) : "")).then(json),
 };

@@ -9,11 +9,6 @@ const PALETTE = ["#1f4e8c", "#b45309", "#047857", "#9d174d", "#5b21b6", "#0e7490
 const CHART = { width: 720, height: 260, left: 56, bottom: 28, top: 12 };
 
 const isoDay = (d) => d.toISOString().slice(0, 10);
-function lastDays(n) {
-  const end = new Date();
-  const start = new Date(end.getTime() - (n - 1) * 86400000);
-  return [isoDay(start), isoDay(end)];
-}
 
 function daysBetween(start, end) {
   const days = [];
@@ -84,8 +79,10 @@ function Budget({ budget }) {
 }
 
 export function UsageView() {
-  const [[start, end], setPeriod] = useState(lastDays(30));
-  const [form, setForm] = useState({ start, end });
+  // No period at first: the API's default is the last 30 billing days, in the billing timezone (Tehran's day can
+  // be a day ahead of the browser's clock), and the form shows the period it answered for.
+  const [[start, end], setPeriod] = useState([null, null]);
+  const [form, setForm] = useState({ start: "", end: "" });
   const [usage, setUsage] = useState(null);
   const [problem, setProblem] = useState("");
 
@@ -93,7 +90,10 @@ export function UsageView() {
     setProblem("");
     api
       .usage(start, end)
-      .then(setUsage)
+      .then((answer) => {
+        setUsage(answer);
+        if (!start) setForm({ start: answer.start, end: answer.end });
+      })
       .catch((error) => setProblem(error instanceof ApiError && error.status === 403 ? t("forbidden") : error.message));
   }, [start, end]);
 
