@@ -36,6 +36,7 @@ import boto3
 import httpx
 
 from bench._local import tenant_with_documents
+from bench._report import write_report
 from local.bootstrap import create_tables
 from local.dynamodb_local import DynamoDBLocal
 from local.process import LocalProcess
@@ -225,8 +226,7 @@ def run(chats: int, trials: int, out: Path | None) -> dict[str, Any]:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
     }
     if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2) + "\n")
+        write_report(out, result)
     return result
 
 

@@ -42,6 +42,7 @@ from typing import Any
 from moto.server import ThreadedMotoServer
 
 from bench._cold_runner import RESULT_MARKER
+from bench._report import write_report
 from layers.requirements import lambda_distributions
 from local.bootstrap import create_all
 from local.fake_openai import FakeOpenAI
@@ -362,8 +363,7 @@ def run_benchmark(
             if phase == "run":
                 samples[name].append(sample)
     report = build_report(samples)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    write_report(out, report)
     return report
 
 

@@ -44,6 +44,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bench._report import write_report
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
@@ -239,8 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         "min_cosine": round(min_cosine, 6),
         "results": figures,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_report(args.out, report)
     print(f"[embedder] wrote {args.out}", file=sys.stderr)
     return 0
 

@@ -17,7 +17,6 @@ The goal for embedding calls is at most 2 per 1,000 chunks (OpenAI takes up to 2
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -26,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench._report import write_report
 from bench.cold_start import fake_aws_credentials
 from bench.quality import emulated_aws
 from local.fake_openai import FakeOpenAI
@@ -121,8 +121,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{result['embedding_calls_per_1000_chunks']} calls per 1,000 chunks",
                 file=sys.stderr,
             )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_report(args.out, report)
     print(f"[ingestion] wrote {args.out}", file=sys.stderr)
     return 0
 

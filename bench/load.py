@@ -43,6 +43,7 @@ from urllib.parse import urlparse
 
 import httpx
 
+from bench._report import write_report
 from local.process import LocalProcess, children, new_tenant
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -442,8 +443,7 @@ def run(options: LoadOptions, progress: Callable[[str], None] = print, log_dir: 
             result["throughput_rps"] / result["single_client"]["throughput_rps"], 2
         )
     if options.out:
-        options.out.parent.mkdir(parents=True, exist_ok=True)
-        options.out.write_text(json.dumps(result, indent=2) + "\n")
+        write_report(options.out, result)
     return result
 
 

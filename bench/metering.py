@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
-import json
 import logging
 import os
 import platform
@@ -44,6 +43,7 @@ import boto3
 import moto
 from moto.server import ThreadedMotoServer
 
+from bench._report import write_report
 from bench.cold_start import fake_aws_credentials
 from functions.metering import handler as metering
 from local.bootstrap import create_tables
@@ -656,8 +656,7 @@ def run_benchmark(
     }
     if profiles:
         report["profiles"] = profiles
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    write_report(out, report)
     return report
 
 

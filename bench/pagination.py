@@ -23,6 +23,7 @@ from typing import Any
 
 import boto3
 
+from bench._report import write_report
 from local.bootstrap import create_tables
 from local.dynamodb_local import DynamoDBLocal
 from shared import resources
@@ -120,8 +121,7 @@ def run(documents: int, out: Path | None) -> dict[str, Any]:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
     }
     if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2) + "\n")
+        write_report(out, result)
     return result
 
 

@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 from moto.server import ThreadedMotoServer
 
+from bench._report import write_report
 from bench.cold_start import fake_aws_credentials
 from local.bootstrap import create_all
 from local.fake_openai import FakeOpenAI
@@ -354,8 +355,7 @@ def main(argv: list[str] | None = None) -> int:
                 result = evaluate(container, evaluation)
                 report["results"].setdefault(evaluation.name, {})[embedder] = result
                 print(summary(evaluation.name, embedder, result), file=sys.stderr)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_report(args.out, report)
     print(f"[quality] wrote {args.out}", file=sys.stderr)
     return 0
 

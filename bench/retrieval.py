@@ -73,6 +73,7 @@ from typing import Any
 
 import numpy as np
 
+from bench._report import write_report
 from shared.packs import (
     PACK_ROWS,
     PARTITION_MIN_ROWS,
@@ -1018,8 +1019,7 @@ def run_benchmark(
         "run_seconds": round(time.perf_counter() - started, 1),
         "notes": NOTES,
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    write_report(out, report)
     return report
 
 

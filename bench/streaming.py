@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 
 from bench._local import tenant_with_documents
+from bench._report import write_report
 from local.fake_openai import REPLY_PREFIX, FakeOpenAI
 from local.process import LocalProcess
 
@@ -88,8 +89,7 @@ def run(runs: int, chunk_delay: float, out: Path | None) -> dict[str, Any]:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
     }
     if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2) + "\n")
+        write_report(out, result)
     return result
 
 

@@ -37,6 +37,7 @@ from typing import Any
 from botocore.client import BaseClient
 from botocore.endpoint import Endpoint
 
+from bench._report import write_report
 from bench.cold_start import QUESTION, emulated_backend, fake_aws_credentials
 from local.lambda_runtime import LocalLambdaContext, http_api_event
 from shared.chat.responders import OpenAIUpstream
@@ -331,8 +332,7 @@ def run(chats: int, out: Path | None) -> dict[str, Any]:
         ),
     }
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2) + "\n")
+        write_report(out, report)
     return report
 
 
