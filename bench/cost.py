@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench._report import write_report
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS = REPO_ROOT / "bench" / "results"
 RESULTS_FILE = RESULTS / "cost.json"
@@ -152,9 +154,8 @@ def idle_lines(stage: Stage) -> dict[str, float]:
 
 
 def log_bytes_per_chat(warm: dict[str, Any]) -> int:
-    """The function's own log lines as measured (2 KB if the report predates the measure), Lambda's and the API's."""
-    own = int(warm.get("log_bytes_per_chat", 2_000 - PLATFORM_LOG_BYTES_PER_CHAT - ACCESS_LOG_BYTES_PER_CHAT))
-    return own + PLATFORM_LOG_BYTES_PER_CHAT + ACCESS_LOG_BYTES_PER_CHAT
+    """The function's own log lines as bench/warm.py measured them, and Lambda's and the API's lines."""
+    return int(warm["log_bytes_per_chat"]) + PLATFORM_LOG_BYTES_PER_CHAT + ACCESS_LOG_BYTES_PER_CHAT
 
 
 def per_million_chats(stage: Stage, warm: dict[str, Any], metering: dict[str, Any]) -> dict[str, float]:
@@ -257,8 +258,7 @@ def run(out: Path | None) -> dict[str, Any]:
         "goals": {**GOALS, "cluster_times_prod_idle": GOAL_CLUSTER_TIMES_PROD_IDLE},
     }
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2) + "\n")
+        write_report(out, report)
     return report
 
 

@@ -50,7 +50,12 @@ def test_a_snapstart_function_holds_its_memory_in_the_cache_all_month() -> None:
 
 
 def test_a_smaller_chat_function_caches_and_bills_its_duration_by_its_own_memory() -> None:
-    warm = {"p50_ms": 50.0, "aws_calls_by_operation": {"dynamodb.UpdateItem": 3}, "dynamodb_items_per_chat": {}}
+    warm = {
+        "p50_ms": 50.0,
+        "aws_calls_by_operation": {"dynamodb.UpdateItem": 3},
+        "dynamodb_items_per_chat": {},
+        "log_bytes_per_chat": 1_000,
+    }
     metering = {"batch_size": 25, "results": {"dynamodb_local": {"spread": {"items_written_per_event": 1.0}}}}
     stage, smaller = chat_stage(), with_chat_memory(chat_stage(), 1024)
     assert idle_lines(smaller)["snapstart_cache"] * 2 == idle_lines(stage)["snapstart_cache"]
